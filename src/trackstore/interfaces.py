@@ -1,0 +1,147 @@
+"""Interfaces of trackstore.
+
+The docstrings here are the manual: every public object of the package
+provides one of these interfaces, and the tests check it with
+``zope.interface.verify.verifyObject``.
+"""
+from zope.interface import Attribute
+from zope.interface import Interface
+
+
+# -- the tracking core ---------------------------------------------------
+
+
+class ITrack(Interface):
+    """One stored interaction: a mapping stamped with four metadata.
+
+    Tracks handed out by a storage are value objects, materialized from
+    the storage's compact records; change them through the storage
+    (``updateTrack``, ``removeTrack``), not by setting attributes.
+    """
+
+    __name__ = Attribute("The track's id, a zero-padded decimal string.")
+    taskId = Attribute("The task the track belongs to.")
+    runId = Attribute("The id (int) of the run the track was saved in.")
+    userName = Attribute("The user (or any other actor) of the track.")
+    timeStamp = Attribute(
+        "When the track was saved: float seconds since the epoch (UTC), "
+        "sub-second precision.")
+    data = Attribute("The track's payload, a dict.")
+    metadata = Attribute(
+        "A dict of the four metadata: taskId, runId, userName, timeStamp.")
+    index_attributes = Attribute(
+        "The names indexed for this kind of track. Names that are not "
+        "metadata are read from ``data``.")
+
+
+class IRun(Interface):
+    """A run of a task: a span of time that tracks are grouped into.
+
+    A run is persistent: changes to ``end`` and ``finished`` are kept.
+    Concurrent changes to the same run are merged (``end`` is the later
+    one, ``finished`` stays true once set) instead of conflicting.
+    """
+
+    id = Attribute("The run id, an int; run ids are shared by all tasks.")
+    taskId = Attribute("The task the run was started for.")
+    start = Attribute("Time stamp of the run's start (float seconds).")
+    end = Attribute("Time stamp of the run's latest track (float seconds).")
+    finished = Attribute("True once the run was stopped with finish.")
+
+
+class ITrackingStorage(Interface):
+    """A persistent, BTree-indexed store of tracks.
+
+    The API is that of cybertools.tracking. Tracks are kept by task, run,
+    user and time; queries are answered from indexes, never a scan.
+    Concurrent writers (each with its own ZODB connection) write into
+    separate partitions of the storage, so they rarely conflict.
+    """
+
+    trackFactory = Attribute(
+        "The ITrack class of the stored tracks; its ``index_attributes`` "
+        "name the indexes.")
+
+    def saveUserTrack(taskId, runId, userName, data, update=False,
+                      timeStamp=None, overwrite=False):
+        """Save a track and return its id (a zero-padded decimal string).
+
+        ``runId=0`` means the task's current run; one is started when the
+        task has none. An unknown ``runId`` raises ``ValueError``. With
+        ``update``, the data of the user's last track in that task and run
+        is updated (merged, or replaced with ``overwrite``) and that
+        track's id is returned; without such a track a new one is saved.
+        ``timeStamp`` defaults to now. The run's ``end`` moves forward to
+        the track's time.
+        """
+
+    def getTrack(trackId):
+        """Return the track with the given id, or None."""
+
+    def getUserTracks(taskId, runId, userName):
+        """Return the user's tracks in that task and run, oldest first.
+
+        ``runId=0`` is the task's current run; ``[]`` when there is none.
+        """
+
+    def getLastUserTrack(taskId, runId, userName):
+        """Return the user's newest track in that task and run, or None.
+        """
+
+    def getUserNames(taskId):
+        """Return the sorted user names that have tracks in the task."""
+
+    def getTaskIds():
+        """Return the sorted ids of the tasks that have tracks."""
+
+    def query(**criteria):
+        """Return the tracks matching all criteria, oldest first.
+
+        Keys are index names. A value matches exactly; a list or tuple
+        means any of its values; a string ending in ``*`` is a prefix
+        match. ``timeFrom`` and ``timeTo`` bound ``timeStamp``
+        inclusively. No criteria gives ``[]``. An unknown index name
+        raises ``ValueError``.
+        """
+
+    def removeTrack(track):
+        """Remove the track (or the track with that id) and its index
+        entries."""
+
+    def updateTrack(track, data, overwrite=False):
+        """Merge ``data`` into the track's data (replace it with
+        ``overwrite``), reindex it and return the updated track."""
+
+    def indexTrack(track):
+        """Add the track's index entries."""
+
+    def unindexTrack(track):
+        """Remove the track's index entries."""
+
+    def reindexTracks():
+        """Rebuild every index from the stored tracks."""
+
+    def startRun(taskId):
+        """Start a new run for the task, make it the task's current run
+        and return its id."""
+
+    def stopRun(taskId=None, runId=0, finish=True):
+        """Stop a run (the task's current one with ``runId=0``).
+
+        The run leaves the task's current runs; with ``finish`` it is
+        marked finished. Returns the run id, or 0 when there is no such
+        run.
+        """
+
+    def getRun(taskId=None, runId=0):
+        """Return the run with ``runId``, or the task's current run with
+        ``runId=0``; None when there is none."""
+
+    def getRuns(taskId=None):
+        """Return the runs (of the task, or all), by id."""
+
+    def __len__():
+        """The number of stored tracks."""
+
+    def values():
+        """Iterate over all tracks (a scan, by track id)."""
