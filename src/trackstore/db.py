@@ -1,0 +1,399 @@
+"""Where the storage lives: open a database from one URI.
+
+This is the only module that knows about zodburi, ZEO and RelStorage.
+Every entry point (the CLI, the web app, the tests and the benchmarks)
+opens its database with ``open_db``, finds the tracking storage with
+``get_storage`` and writes through ``transact`` or a ``Writer``, so the
+same code runs on all storages:
+
+- no URI: a FileStorage at ``./var/trackstore.fs`` (``./var/`` is made);
+- ``file:///path/to/Data.fs``: a FileStorage (one process at a time);
+- ``memory://``: a MappingStorage, gone when the process ends;
+- ``zeo://host:port``: a ZEO server, shared by several processes;
+- ``postgresql://user@host:port/dbname``: RelStorage on PostgreSQL,
+  history-free unless the URI says ``?keep_history=true``.
+
+A URI that is wrong or whose server cannot be reached raises
+``TrackstoreDBError`` at once, with a message that names the URI (without
+its password) and what is wrong.
+"""
+import os
+import random
+import socket
+import time
+import urllib.parse
+
+import transaction
+import transaction.interfaces
+import ZODB
+import ZODB.POSException
+import ZODB.utils
+import zodburi
+
+
+#: Objects kept per connection cache. The indexes are BTrees of many
+#: buckets; ZODB's default of 400 objects thrashes once an index has a few
+#: thousand buckets (see docs/performance.txt).
+DEFAULT_CACHE_SIZE = 100000
+
+#: Where the database lives when no URI is given (relative to the cwd).
+DEFAULT_PATH = os.path.join('var', 'trackstore.fs')
+
+#: Seconds to wait for a ZEO or PostgreSQL server before giving up.
+CONNECT_TIMEOUT = 5
+
+#: Times a unit of work is tried before its conflict is raised.
+DEFAULT_ATTEMPTS = 20
+
+SCHEMES = ('file', 'memory', 'zeo', 'postgresql', 'postgres', 'zconfig')
+
+
+class TrackstoreDBError(Exception):
+    """A database URI is wrong or its database cannot be opened."""
+
+    def __init__(self, uri, problem):
+        self.uri = uri
+        self.problem = problem
+        super().__init__(
+            'cannot open database %s: %s' % (safe_uri(uri), problem))
+
+
+def safe_uri(uri):
+    """The URI with its password (if any) replaced by ``***``."""
+    if uri is None:
+        return None
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password:
+        netloc = parts.netloc.replace(':' + parts.password + '@', ':***@')
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def default_uri():
+    """The URI of the embedded default database, ``./var/trackstore.fs``.
+    """
+    return 'file://' + os.path.abspath(DEFAULT_PATH)
+
+
+def scheme_of(uri):
+    """The URI's scheme, lower case ('' when it has none)."""
+    if '://' not in uri:
+        return ''
+    return uri.split('://', 1)[0].lower()
+
+
+def open_db(uri=None, **kw):
+    """Open the ZODB database that ``uri`` names and return a ``ZODB.DB``.
+
+    Keyword arguments go to ``ZODB.DB`` (``cache_size``, ``pool_size``,
+    ...); connection parameters in the URI's query (zodburi's
+    ``connection_cache_size`` etc.) come next, and ``cache_size``
+    defaults to ``DEFAULT_CACHE_SIZE``.
+    """
+    uri, storage, dbkw = _open_storage(uri)
+    dbkw.update(kw)
+    try:
+        return ZODB.DB(storage, **dbkw)
+    except Exception as e:
+        storage.close()
+        raise TrackstoreDBError(uri, _explain(scheme_of(uri), e)) from e
+
+
+def open_storage(uri=None):
+    """Open the ZODB storage (not a database) that ``uri`` names."""
+    return _open_storage(uri)[1]
+
+
+def _open_storage(uri):
+    if uri is None or uri == '':
+        os.makedirs(os.path.dirname(DEFAULT_PATH), exist_ok=True)
+        uri = default_uri()
+    if not isinstance(uri, str):
+        raise TrackstoreDBError(repr(uri), 'a database URI must be a string')
+    scheme = scheme_of(uri)
+    if scheme not in SCHEMES:
+        raise TrackstoreDBError(
+            uri, 'unknown scheme %r; use one of file://, memory://, '
+            'zeo://host:port or postgresql://user@host:port/dbname'
+            % (scheme or uri))
+    if scheme in ('postgresql', 'postgres'):
+        uri_for_zodburi = _relstorage_uri(uri)
+    elif scheme == 'zeo':
+        uri_for_zodburi = _zeo_uri(uri)
+    else:
+        uri_for_zodburi = uri
+    if scheme == 'file':
+        _check_file_uri(uri)
+    try:
+        factory, dbkw = zodburi.resolve_uri(uri_for_zodburi)
+    except (KeyError, ValueError, TypeError) as e:
+        raise TrackstoreDBError(uri, 'bad URI: %s' % (e,)) from e
+    if 'connection_cache_size' not in _query(uri):
+        dbkw['cache_size'] = DEFAULT_CACHE_SIZE
+    if scheme == 'zeo':
+        _check_reachable(uri)
+    try:
+        storage = factory()
+    except Exception as e:
+        raise TrackstoreDBError(uri, _explain(scheme, e)) from e
+    return uri, storage, dbkw
+
+
+def copy_database(source_uri, destination_uri):
+    """Copy every transaction of one database into another, empty one.
+
+    This is how an existing FileStorage moves to a ZEO server or to
+    PostgreSQL (the same as RelStorage's ``zodbconvert``, without its
+    configuration file). The destination must be empty: a database that
+    was never opened by ZODB (which writes a root object on first open).
+    """
+    source = open_storage(source_uri)
+    try:
+        destination = open_storage(destination_uri)
+        try:
+            if destination.lastTransaction() != ZODB.utils.z64:
+                raise TrackstoreDBError(
+                    destination_uri, 'the destination of a copy must be '
+                    'empty (never opened), it already holds transactions')
+            destination.copyTransactionsFrom(source)
+        finally:
+            destination.close()
+    finally:
+        source.close()
+
+
+def _query(uri):
+    query = uri.split('?', 1)[1] if '?' in uri else ''
+    return dict(urllib.parse.parse_qsl(query))
+
+
+def _with_defaults(uri, defaults):
+    """Add ``defaults`` to the URI's query where it does not set them."""
+    query = _query(uri)
+    extra = {k: v for k, v in defaults.items() if k not in query}
+    if not extra:
+        return uri
+    sep = '&' if '?' in uri else '?'
+    return uri + sep + urllib.parse.urlencode(extra)
+
+
+def _relstorage_uri(uri):
+    # zodburi knows RelStorage's resolver as 'postgres'; the usual
+    # PostgreSQL spelling is 'postgresql'. History-free is our default:
+    # tracks are not edited, so old revisions would only grow the tables.
+    rest = uri.split('://', 1)[1]
+    parts = urllib.parse.urlsplit('postgres://' + rest)
+    if not parts.path.strip('/'):
+        raise TrackstoreDBError(
+            uri, 'no database name; use postgresql://user@host:port/dbname')
+    return _with_defaults('postgres://' + rest, {
+        'keep_history': 'false',
+        'connect_timeout': str(CONNECT_TIMEOUT),
+        'driver': 'psycopg2',
+    })
+
+
+def _zeo_uri(uri):
+    # Without a timeout ClientStorage waits forever for a server that is
+    # not there; wait a few seconds, then fail.
+    return _with_defaults(uri, {'wait_timeout': str(CONNECT_TIMEOUT)})
+
+
+def _zeo_address(uri):
+    parts = urllib.parse.urlsplit(uri.replace('zeo://', 'http://', 1))
+    if parts.netloc:
+        try:
+            port = parts.port or 9991
+        except ValueError as e:
+            raise TrackstoreDBError(uri, 'bad port: %s' % (e,)) from e
+        return (parts.hostname or '127.0.0.1', port)
+    return parts.path
+
+
+def _check_reachable(uri):
+    """Fail fast, with the reason, when nothing listens at a ZEO address.
+    """
+    address = _zeo_address(uri)
+    if isinstance(address, tuple):
+        family, where = socket.AF_INET, address
+        if ':' in address[0]:
+            family = socket.AF_INET6
+    else:
+        family, where = socket.AF_UNIX, address
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(CONNECT_TIMEOUT)
+    try:
+        sock.connect(where)
+    except (OSError, socket.timeout) as e:
+        raise TrackstoreDBError(
+            uri, 'no ZEO server reachable at %s (%s)'
+            % (_address_text(address), e.strerror or e)) from e
+    finally:
+        sock.close()
+
+
+def _address_text(address):
+    if isinstance(address, tuple):
+        return '%s:%s' % address
+    return address
+
+
+def _check_file_uri(uri):
+    path = uri.split('file://', 1)[1].split('?', 1)[0]
+    if not path:
+        raise TrackstoreDBError(uri, 'no file path')
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise TrackstoreDBError(
+            uri, 'directory %s does not exist' % (directory,))
+    if os.path.isdir(path):
+        raise TrackstoreDBError(
+            uri, '%s is a directory, not a FileStorage file' % (path,))
+
+
+def _explain(scheme, error):
+    name = type(error).__name__
+    text = str(error).strip() or name
+    if name == 'LockError':
+        return ('the file is locked by another process (%s); several '
+                'processes need a ZEO server, see docs/deployment.txt'
+                % (text,))
+    if name == 'ClientDisconnected':
+        return 'the ZEO server did not answer within %s seconds (%s)' % (
+            CONNECT_TIMEOUT, text)
+    if name == 'OperationalError' and scheme.startswith('postgres'):
+        return 'PostgreSQL is not reachable or refused us: %s' % (text,)
+    return '%s: %s' % (name, text)
+
+
+# -- the storage in the database ----------------------------------------
+
+
+def _default_factory():
+    from trackstore.storage import TrackingStorage
+    return TrackingStorage()
+
+
+def get_storage(conn, name='trackstore', factory=None, attempts=None):
+    """Return the tracking storage at ``root[name]``, creating it if needed.
+
+    The creation is committed in the connection's transaction manager
+    (retried on conflict: two processes may race to create it; the loser
+    finds the winner's). ``factory`` makes the storage; the default is a
+    ``TrackingStorage()``. An existing storage is returned without
+    committing anything.
+    """
+    tm = conn.transaction_manager
+    root = conn.root()
+    if name in root:
+        return root[name]
+    factory = factory or _default_factory
+    attempts = attempts or DEFAULT_ATTEMPTS
+    for attempt in range(attempts):
+        try:
+            if name not in root:
+                root[name] = factory()
+            tm.commit()
+            return root[name]
+        except Exception as e:
+            tm.abort()
+            if attempt + 1 >= attempts or not is_retryable(e):
+                raise
+            _pause(attempt)
+    raise AssertionError('not reached')  # pragma: no cover
+
+
+def is_retryable(error):
+    """True for errors that a fresh try of the transaction can cure.
+
+    ZODB's ConflictError (and ReadConflictError) are TransientErrors; so
+    are RelStorage's row lock timeouts.
+    """
+    return isinstance(error, (transaction.interfaces.TransientError,
+                              ZODB.POSException.ConflictError))
+
+
+def _pause(attempt):
+    # A short random backoff so that writers that just collided do not
+    # collide again in lock step.
+    time.sleep(random.uniform(0, 0.002 * (2 ** min(attempt, 6))))
+
+
+class Writer:
+    """One connection that runs units of work with conflict retries.
+
+    A writer keeps its connection (and so its partition of the storage,
+    its cache and its id allocator) across units of work; open one per
+    thread or process. ``commits`` counts committed units, ``conflicts``
+    the tries that were retried, ``last_commit_seconds`` is the duration
+    of the last successful ``commit()`` call (for the benchmarks).
+
+    >>> db = open_db('memory://')
+    >>> with Writer(db, factory=dict) as w:
+    ...     w.run(lambda s: s.update(a=1))
+    ...     w.commits
+    1
+    >>> db.close()
+    """
+
+    def __init__(self, db, name='trackstore', factory=None,
+                 attempts=DEFAULT_ATTEMPTS):
+        self.db = db
+        self.name = name
+        self.attempts = attempts
+        self.commits = 0
+        self.conflicts = 0
+        self.last_commit_seconds = 0.0
+        self.transaction_manager = transaction.TransactionManager()
+        self.connection = db.open(
+            transaction_manager=self.transaction_manager)
+        self.storage = get_storage(self.connection, name, factory, attempts)
+
+    def run(self, fn, *args, **kw):
+        """Call ``fn(storage, *args, **kw)`` in a transaction and commit.
+
+        On a conflict the transaction is aborted and ``fn`` called again
+        (up to ``attempts`` times), so ``fn`` must do all of its work
+        through the storage it is given. Returns what ``fn`` returns.
+        """
+        tm = self.transaction_manager
+        for attempt in range(self.attempts):
+            tm.begin()
+            try:
+                result = fn(self.connection.root()[self.name], *args, **kw)
+                started = time.perf_counter()
+                tm.commit()
+                self.last_commit_seconds = time.perf_counter() - started
+            except Exception as e:
+                tm.abort()
+                if attempt + 1 >= self.attempts or not is_retryable(e):
+                    raise
+                self.conflicts += 1
+                _pause(attempt)
+            else:
+                self.commits += 1
+                return result
+        raise AssertionError('not reached')  # pragma: no cover
+
+    def close(self):
+        self.transaction_manager.abort()
+        self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def transact(db, fn, *args, name='trackstore', attempts=DEFAULT_ATTEMPTS,
+             **kw):
+    """Run ``fn(storage, *args, **kw)`` as one unit of work, retrying it on
+    conflicts, and return its result.
+
+    It opens (and closes) a connection of ``db``'s pool with its own
+    transaction manager. Loops of many units should keep a ``Writer``
+    instead, which also counts the retries.
+    """
+    with Writer(db, name=name, attempts=attempts) as writer:
+        return writer.run(fn, *args, **kw)
