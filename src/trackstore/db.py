@@ -255,8 +255,9 @@ def _explain(scheme, error):
     name = type(error).__name__
     text = str(error).strip() or name
     if name == 'LockError':
-        return ('the file is locked by another process (%s); several '
-                'processes need a ZEO server, see docs/deployment.txt'
+        return ('the file is in use by another process or open database '
+                '(%s); several processes need a ZEO server, see '
+                'docs/deployment.txt'
                 % (text,))
     if name == 'ClientDisconnected':
         return 'the ZEO server did not answer within %s seconds (%s)' % (
@@ -375,9 +376,18 @@ class Writer:
                 return result
         raise AssertionError('not reached')  # pragma: no cover
 
-    def close(self):
-        self.transaction_manager.abort()
-        self.connection.close()
+    def close(self, release=True):
+        """Close the connection; with ``release``, first give the
+        storage's partition lease back (if the storage has one), so the
+        next writer reuses the partition instead of waiting for the lease
+        to run out."""
+        try:
+            self.transaction_manager.abort()
+            if release and hasattr(self.storage, 'releasePartition'):
+                self.run(lambda storage: storage.releasePartition())
+        finally:
+            self.transaction_manager.abort()
+            self.connection.close()
 
     def __enter__(self):
         return self
@@ -395,5 +405,10 @@ def transact(db, fn, *args, name='trackstore', attempts=DEFAULT_ATTEMPTS,
     transaction manager. Loops of many units should keep a ``Writer``
     instead, which also counts the retries.
     """
-    with Writer(db, name=name, attempts=attempts) as writer:
+    writer = Writer(db, name=name, attempts=attempts)
+    try:
         return writer.run(fn, *args, **kw)
+    finally:
+        # The connection goes back to the pool and keeps its partition
+        # for the next unit of work; releasing it would cost a commit.
+        writer.close(release=False)

@@ -1,0 +1,356 @@
+"""trackstore.db: URIs, errors that name them, get_storage, Writer, copy.
+
+Real storages throughout: FileStorage files in temp dirs, ZEO servers in
+subprocesses, databases of their own on the local PostgreSQL.
+"""
+import os
+import shutil
+import tempfile
+import unittest
+
+import transaction
+from persistent.mapping import PersistentMapping
+from ZODB.FileStorage import FileStorage
+from ZODB.MappingStorage import MappingStorage
+
+from trackstore import TrackingStorage
+from trackstore.db import DEFAULT_CACHE_SIZE
+from trackstore.db import TrackstoreDBError
+from trackstore.db import Writer
+from trackstore.db import _relstorage_uri
+from trackstore.db import _zeo_uri
+from trackstore.db import copy_database
+from trackstore.db import get_storage
+from trackstore.db import open_db
+from trackstore.db import safe_uri
+from trackstore.db import transact
+from trackstore.tests.layers import PGDatabase
+from trackstore.tests.layers import PGUnavailable
+from trackstore.tests.layers import ZEOServer
+from trackstore.tests.layers import free_port
+
+
+class TempDirTestCase(unittest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='trackstore-dbtest-')
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+
+class URITests(TempDirTestCase):
+
+    def test_memory(self):
+        db = open_db('memory://')
+        self.addCleanup(db.close)
+        self.assertIsInstance(db.storage, MappingStorage)
+
+    def test_file(self):
+        db = open_db('file://' + self.path('Data.fs'))
+        self.addCleanup(db.close)
+        self.assertIsInstance(db.storage, FileStorage)
+        self.assertEqual(db.storage.getName(), self.path('Data.fs'))
+
+    def test_default_is_a_filestorage_under_var(self):
+        old = os.getcwd()
+        os.chdir(self.tmp)
+        self.addCleanup(os.chdir, old)
+        db = open_db()
+        self.addCleanup(db.close)
+        self.assertIsInstance(db.storage, FileStorage)
+        self.assertEqual(
+            os.path.realpath(db.storage.getName()),
+            os.path.realpath(self.path(os.path.join('var',
+                                                    'trackstore.fs'))))
+        self.assertTrue(os.path.exists(self.path('var/trackstore.fs')))
+
+    def test_large_cache_by_default(self):
+        db = open_db('memory://')
+        self.addCleanup(db.close)
+        self.assertEqual(db.getCacheSize(), DEFAULT_CACHE_SIZE)
+
+    def test_cache_size_from_uri_or_keyword(self):
+        db = open_db('memory://?connection_cache_size=1234')
+        self.addCleanup(db.close)
+        self.assertEqual(db.getCacheSize(), 1234)
+        db2 = open_db('memory://', cache_size=77)
+        self.addCleanup(db2.close)
+        self.assertEqual(db2.getCacheSize(), 77)
+
+    def test_postgresql_is_history_free_with_a_timeout(self):
+        uri = _relstorage_uri('postgresql://u@h:5432/db')
+        self.assertTrue(uri.startswith('postgres://u@h:5432/db?'))
+        self.assertIn('keep_history=false', uri)
+        self.assertIn('connect_timeout=', uri)
+        self.assertIn('driver=psycopg2', uri)
+        # What the user says wins.
+        uri = _relstorage_uri('postgresql://u@h/db?keep_history=true')
+        self.assertIn('keep_history=true', uri)
+        self.assertNotIn('keep_history=false', uri)
+
+    def test_zeo_does_not_wait_forever(self):
+        self.assertIn('wait_timeout=', _zeo_uri('zeo://h:1'))
+        self.assertEqual(_zeo_uri('zeo://h:1?wait_timeout=9'),
+                         'zeo://h:1?wait_timeout=9')
+
+    def test_safe_uri_hides_the_password(self):
+        self.assertEqual(safe_uri('postgresql://u:secret@h:5/db'),
+                         'postgresql://u:***@h:5/db')
+        self.assertEqual(safe_uri('zeo://h:5'), 'zeo://h:5')
+
+
+class URIErrorTests(TempDirTestCase):
+    """Each bad URI fails at once, naming the URI and the problem."""
+
+    def assertFails(self, uri, *words):
+        with self.assertRaises(TrackstoreDBError) as caught:
+            db = open_db(uri)
+            db.close()
+        message = str(caught.exception)
+        self.assertIn(safe_uri(uri), message)
+        for word in words:
+            self.assertIn(word, message)
+        return message
+
+    def test_unknown_scheme(self):
+        self.assertFails('mongodb://127.0.0.1/x', "unknown scheme 'mongodb'")
+        self.assertFails('mysql://u@h/db', "unknown scheme 'mysql'")
+
+    def test_no_scheme(self):
+        self.assertFails('var/Data.fs', 'unknown scheme')
+
+    def test_not_a_string(self):
+        with self.assertRaises(TrackstoreDBError):
+            open_db(42)
+
+    def test_missing_directory(self):
+        missing = self.path('nowhere/Data.fs')
+        self.assertFails('file://' + missing,
+                         self.path('nowhere'), 'does not exist')
+        self.assertFalse(os.path.exists(self.path('nowhere')))
+
+    def test_directory_instead_of_file(self):
+        self.assertFails('file://' + self.tmp, 'is a directory')
+
+    def test_file_in_use(self):
+        uri = 'file://' + self.path('Data.fs')
+        db = open_db(uri)
+        self.addCleanup(db.close)
+        self.assertFails(uri, 'in use', 'ZEO')
+
+    def test_unreachable_zeo(self):
+        port = free_port()
+        self.assertFails('zeo://127.0.0.1:%d' % port,
+                         'no ZEO server reachable at 127.0.0.1:%d' % port)
+
+    def test_bad_zeo_port(self):
+        self.assertFails('zeo://127.0.0.1:notaport', 'bad')
+
+    def test_unreachable_postgresql(self):
+        port = free_port()
+        self.assertFails('postgresql://postgres@127.0.0.1:%d/test' % port,
+                         'PostgreSQL is not reachable')
+
+    def test_postgresql_without_database_name(self):
+        self.assertFails('postgresql://postgres@127.0.0.1:5432',
+                         'no database name')
+
+    def test_postgresql_password_not_shown(self):
+        port = free_port()
+        message = self.assertFails(
+            'postgresql://postgres:hunter2@127.0.0.1:%d/test' % port)
+        self.assertNotIn('hunter2', message)
+
+
+class GetStorageTests(TempDirTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.db = open_db('file://' + self.path('Data.fs'))
+        self.addCleanup(self.db.close)
+
+    def test_created_once_and_found_again(self):
+        conn = self.db.open()
+        storage = get_storage(conn)
+        self.assertIsInstance(storage, TrackingStorage)
+        oid = storage._p_oid
+        self.assertIsNotNone(oid, 'creation was committed')
+        self.assertIs(get_storage(conn), storage)
+        conn.close()
+        conn2 = self.db.open(transaction.TransactionManager())
+        self.assertEqual(get_storage(conn2)._p_oid, oid)
+        self.assertEqual(list(conn2.root().keys()), ['trackstore'])
+        conn2.close()
+
+    def test_names_and_factories(self):
+        conn = self.db.open()
+        self.addCleanup(conn.close)
+        a = get_storage(conn, 'a')
+        b = get_storage(conn, 'b', factory=PersistentMapping)
+        self.assertIsInstance(a, TrackingStorage)
+        self.assertIsInstance(b, PersistentMapping)
+        self.assertEqual(sorted(conn.root().keys()), ['a', 'b'])
+
+    def test_two_connections_race_to_create(self):
+        # Both look before either commits; the loser's commit conflicts
+        # on the root, it retries and finds the winner's storage.
+        tm1 = transaction.TransactionManager()
+        tm2 = transaction.TransactionManager()
+        c1 = self.db.open(tm1)
+        c2 = self.db.open(tm2)
+        self.addCleanup(c1.close)
+        self.addCleanup(c2.close)
+        self.assertNotIn('trackstore', c2.root())
+        s1 = get_storage(c1)
+        s2 = get_storage(c2)
+        self.assertEqual(s1._p_oid, s2._p_oid)
+
+
+class WriterTests(TempDirTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.db = open_db('file://' + self.path('Data.fs'))
+        self.addCleanup(self.db.close)
+
+    def test_conflict_is_retried_and_counted(self):
+        w1 = Writer(self.db, factory=PersistentMapping)
+        w2 = Writer(self.db, factory=PersistentMapping)
+        self.addCleanup(w1.close)
+        self.addCleanup(w2.close)
+        calls = []
+
+        def add(mapping, key):
+            mapping[key] = len(mapping)
+
+        def add_after_a_rival(mapping):
+            calls.append(1)
+            mapping['two'] = True
+            if len(calls) == 1:
+                # A rival commits a change to the same mapping while this
+                # transaction is open: this commit must conflict.
+                w1.run(add, 'one')
+        w2.run(add_after_a_rival)
+        self.assertEqual(len(calls), 2)
+        self.assertEqual(w2.conflicts, 1)
+        self.assertEqual(w2.commits, 1)
+        self.assertEqual(w1.conflicts, 0)
+        with Writer(self.db) as w3:
+            self.assertEqual(sorted(w3.storage), ['one', 'two'])
+
+    def test_other_errors_are_raised_and_nothing_committed(self):
+        with Writer(self.db, factory=PersistentMapping) as w:
+            def fail(mapping):
+                mapping['half'] = 1
+                raise ValueError('bad row')
+            with self.assertRaises(ValueError):
+                w.run(fail)
+            self.assertEqual(w.conflicts, 0)
+            self.assertEqual(w.commits, 0)
+            self.assertNotIn('half', w.storage)
+
+    def test_gives_up_after_its_attempts(self):
+        from ZODB.POSException import ConflictError
+        tries = []
+
+        def always_conflicts(mapping):
+            tries.append(1)
+            raise ConflictError('always')
+        with Writer(self.db, factory=PersistentMapping, attempts=3) as w:
+            with self.assertRaises(ConflictError):
+                w.run(always_conflicts)
+            self.assertEqual(len(tries), 3)
+            self.assertEqual(w.conflicts, 2)
+
+    def test_transact_saves_tracks(self):
+        tid = transact(self.db, lambda s: s.saveUserTrack(
+            'a001', 0, 'u1', {'x': 1}))
+        found = transact(self.db, lambda s: s.getTrack(tid).data)
+        self.assertEqual(found, {'x': 1})
+
+
+def save_sample(uri, count=300):
+    """Save ``count`` tracks of 3 tasks, 7 users and 2 runs per task in
+    several transactions; return {id: (task, run, user, data)}."""
+    db = open_db(uri)
+    saved = {}
+    try:
+        with Writer(db) as w:
+            for start in range(0, count, 50):
+                def save(storage):
+                    out = {}
+                    for i in range(start, min(start + 50, count)):
+                        task = 'task%d' % (i % 3)
+                        if count // 2 <= i < count // 2 + 3:
+                            storage.stopRun(task)      # a second run
+                        user = 'user%d' % (i % 7)
+                        data = {'i': i, 'text': 'n\u00e4me %d' % i}
+                        tid = storage.saveUserTrack(task, 0, user, data)
+                        out[tid] = (task, storage.getRun(task).id, user,
+                                    data)
+                    return out
+                saved.update(w.run(save))
+    finally:
+        db.close()
+    return saved
+
+
+class CopyTests(TempDirTestCase):
+    """An existing FileStorage copied into ZEO and into PostgreSQL."""
+
+    def setUp(self):
+        super().setUp()
+        self.source = 'file://' + self.path('Data.fs')
+        self.saved = save_sample(self.source)
+
+    def assertEverythingThere(self, uri):
+        db = open_db(uri)
+        self.addCleanup(db.close)
+        with Writer(db) as w:
+            s = w.storage
+            self.assertEqual(len(s), len(self.saved))
+            self.assertEqual(
+                sorted(t.__name__ for t in s.values()), sorted(self.saved))
+            for tid, (task, run, user, data) in self.saved.items():
+                track = s.getTrack(tid)
+                self.assertEqual(
+                    (track.taskId, track.runId, track.userName, track.data),
+                    (task, run, user, data))
+            for task in ('task0', 'task1', 'task2'):
+                expected = sorted(t for t, v in self.saved.items()
+                                  if v[0] == task)
+                self.assertEqual(
+                    sorted(t.__name__ for t in s.query(taskId=task)),
+                    expected)
+            runs = {(v[0], v[1]) for v in self.saved.values()}
+            self.assertEqual(len(runs), 6)
+            self.assertEqual(
+                sorted((r.taskId, r.id) for r in s.getRuns()), sorted(runs))
+
+    def test_copy_into_zeo(self):
+        server = ZEOServer(self.path('zeo.fs')).start()
+        self.addCleanup(server.stop)
+        copy_database(self.source, server.uri)
+        self.assertEverythingThere(server.uri)
+
+    def test_copy_into_postgresql(self):
+        database = PGDatabase()
+        try:
+            database.create()
+        except PGUnavailable as e:
+            if os.environ.get('TRACKSTORE_REQUIRE_PG') == '1':
+                raise
+            self.skipTest(str(e))
+        self.addCleanup(database.drop)
+        copy_database(self.source, database.uri)
+        self.assertEverythingThere(database.uri)
+
+    def test_copy_into_a_used_database_is_refused(self):
+        target = 'file://' + self.path('used.fs')
+        open_db(target).close()      # writes the root object
+        with self.assertRaises(TrackstoreDBError) as caught:
+            copy_database(self.source, target)
+        self.assertIn('must be empty', str(caught.exception))
+        self.assertIn(target, str(caught.exception))
