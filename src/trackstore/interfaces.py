@@ -145,3 +145,106 @@ class ITrackingStorage(Interface):
 
     def values():
         """Iterate over all tracks (a scan, by track id)."""
+
+
+# -- the clickstream -----------------------------------------------------
+
+
+class IClickstreamDao(Interface):
+    """The clickstream of a search product: sessions, events, batches.
+
+    The contract of the MongoDB ClickstreamDao, provided by an adapter of
+    ``ITrackingStorage``: ``IClickstreamDao(storage)``. All state lives
+    in the storage. Sessions are collected in batches; the clickstream
+    task's current run is the collecting batch and ``batch_id`` is the
+    run id as a string. Values going in and out are the pydantic models
+    of ``trackstore.clickstream`` (dicts are accepted for input models).
+    The DAO never commits; the caller owns the transaction.
+    """
+
+    def register_session(session):
+        """Register a ``Session``; return it as a ``RegisteredSession``.
+
+        The session joins the collecting batch (a new batch is opened when
+        none is collecting) with the batch's next ``session_number``,
+        1-based. When the id is already stored, the stored session is
+        returned unchanged, with its original batch and number.
+        """
+
+    def update_session(session):
+        """Replace a stored session's data; return the ``RegisteredSession``.
+
+        The session moves into the collecting batch with a new number (its
+        events stay with it). An unknown ``session_id`` raises
+        ``SessionNotFound``, a ``KeyError``.
+        """
+
+    def push_events(events):
+        """Store ``SessionEvent``s; return the ones that were new.
+
+        An event whose ``(session_id, event_id)`` is stored already (or
+        came earlier in the same call) is skipped. When any event names an
+        unknown session, ``SessionNotFound`` is raised and nothing is
+        stored.
+        """
+
+    def mark_session_irrelevant(session_id):
+        """Flag the session ``is_irrelevant``; return the
+        ``RegisteredSession``, or None when the id is unknown."""
+
+    def get_session(session_id):
+        """Return the ``SessionWithEvents`` or None.
+
+        Events are oldest first, at most 100 unless an ``events_limit``
+        keyword says otherwise (None: all).
+        """
+
+    def get_batch_sessions(batch_id, after_number=None, limit=None,
+                           events_limit=None):
+        """Return the batch's sessions as ``SessionWithEvents``.
+
+        Only sessions with ``session_number > after_number``, ascending by
+        number, at most ``limit`` of them, each with at most
+        ``events_limit`` events; None means no bound. An unknown batch
+        gives ``[]``. The last session's number is the cursor for the
+        next page.
+        """
+
+    def get_batch(batch_id):
+        """Return the ``SessionBatch`` or None."""
+
+    def release_batch(release_id):
+        """Release the collecting batch under an idempotency key.
+
+        The collecting batch becomes ``released`` with ``release_id`` and
+        ``released_at``, and its run is stopped; the next registration
+        opens a new batch. A ``release_id`` used before returns the batch
+        it released and releases nothing new. None only when nothing is
+        collecting and the key is unknown.
+        """
+
+    def update_batch_status(batch_id, status):
+        """Set a batch's ``SessionBatchStatus``; return the ``SessionBatch``
+        or None when there is no such batch.
+
+        Moving the collecting batch to another status stops it collecting.
+        A batch that stopped collecting cannot collect again: asking for
+        that raises ``ValueError`` (it would make two collecting batches).
+        An unknown status raises ``ValueError``.
+        """
+
+
+class IClickstreamBulkDao(IClickstreamDao):
+    """The clickstream DAO with a bulk path for ingestion."""
+
+    def store_sessions(items):
+        """Register many sessions and push their events in one go.
+
+        ``items`` is a list of ``(Session, [SessionEvent, ...])``; every
+        event must belong to its session (else ``ValueError``, nothing
+        stored). New sessions join the collecting batch with consecutive
+        numbers; ids already stored are not registered again but their new
+        events are pushed. Returns a ``RegisteredSession`` per item, in
+        order (the stored one for known ids). Same invariants as the
+        single calls, much less work per session.
+        """

@@ -1,0 +1,519 @@
+"""``IClickstreamDao`` for any ``ITrackingStorage``: runs as batches.
+
+The adapter keeps no state: it reads and writes the storage's
+``__annotations__`` (see ``records.py``) and the storage's tracks and
+runs. The clickstream task's current run is the collecting batch, and a
+batch id is its run id as a string. Each session and each event is also
+saved as a track (task = the clickstream task, run = the session's
+batch, user = the session's ``user_id`` or ``''``), so ``query(...)``
+sees them; the records keep the track ids so that moving a session to
+another batch moves its tracks too.
+
+The DAO never commits: the caller owns the transaction and retries it on
+``ConflictError`` (``transaction.manager.attempts()``).
+"""
+import time
+
+from zope.component import adapter
+from zope.interface import implementer
+
+from trackstore.clickstream.models import RegisteredSession
+from trackstore.clickstream.models import Session
+from trackstore.clickstream.models import SessionBatch
+from trackstore.clickstream.models import SessionBatchStatus
+from trackstore.clickstream.models import SessionEvent
+from trackstore.clickstream.models import SessionWithEvents
+from trackstore.clickstream.records import BatchRecord
+from trackstore.clickstream.records import ClickstreamRecords
+from trackstore.clickstream.records import pack_events
+from trackstore.clickstream.records import pack_session
+from trackstore.clickstream.records import unpack_events
+from trackstore.clickstream.records import unpack_session
+from trackstore.interfaces import IClickstreamBulkDao
+from trackstore.interfaces import ITrackingStorage
+
+
+ANNOTATION_KEY = 'trackstore.clickstream'
+DEFAULT_EVENTS_LIMIT = 100
+COLLECTING = SessionBatchStatus.collecting.value
+SESSION_FIELDS = tuple(Session.model_fields)
+
+
+class SessionNotFound(KeyError):
+    """No session is stored under (one of) the given id(s)."""
+
+    def __init__(self, session_ids):
+        self.session_ids = tuple(session_ids)
+        super().__init__(*self.session_ids)
+
+    def __str__(self):
+        # KeyError's own str() is the repr of its argument; say what
+        # went wrong instead.
+        return 'unknown session id(s): %s' % ', '.join(
+            repr(i) for i in self.session_ids)
+
+
+def now():
+    """The current time as integer UTC seconds."""
+    return int(time.time())
+
+
+def as_model(cls, value):
+    """``value`` as an instance of ``cls`` (a dict is validated)."""
+    if isinstance(value, cls):
+        return value
+    return cls.model_validate(value)
+
+
+def run_id_of(batch_id):
+    """The run id a batch id names, or None when it names none.
+
+    Only the canonical spelling ``str(run id)`` counts, so ``'007'`` and
+    ``'7'`` do not both name batch 7.
+    """
+    if isinstance(batch_id, int) and not isinstance(batch_id, bool):
+        return batch_id
+    if isinstance(batch_id, str) and batch_id.isdigit():
+        if str(int(batch_id)) == batch_id:
+            return int(batch_id)
+    return None
+
+
+def session_fields(session):
+    """The ``Session`` fields of a session (or of a subclass instance),
+    as values that construct a model without validating again."""
+    return {name: getattr(session, name) for name in SESSION_FIELDS}
+
+
+def session_track_data(data, number):
+    return dict(data, kind='session', session_number=number)
+
+
+def event_track_data(event):
+    return {
+        'kind': 'event',
+        'session_id': event.session_id,
+        'event_id': event.event_id,
+        'object_id': event.object_id,
+        'event_type': event.event_type,
+        'meta': event.meta,
+    }
+
+
+def stored_event(event, track_id):
+    return {
+        'event_id': event.event_id,
+        'object_id': event.object_id,
+        'event_type': event.event_type,
+        'created_at': event.created_at,
+        'meta': event.meta,
+        'track': track_id,
+    }
+
+
+def event_model(session_id, stored):
+    return SessionEvent(
+        event_id=stored['event_id'], session_id=session_id,
+        object_id=stored['object_id'], event_type=stored['event_type'],
+        created_at=stored['created_at'], meta=stored['meta'])
+
+
+def registered_from_record(record):
+    return RegisteredSession.model_validate(dict(
+        record['session'], batch_id=str(record['batch']),
+        session_number=record['number']))
+
+
+def batch_model(batch):
+    return SessionBatch(
+        batch_id=str(batch.run_id), session_counter=batch.session_counter,
+        created_at=batch.created_at, status=batch.status,
+        release_id=batch.release_id, released_at=batch.released_at)
+
+
+@adapter(ITrackingStorage)
+@implementer(IClickstreamBulkDao)
+class ClickstreamDao:
+    """The clickstream contract on top of a tracking storage.
+
+    ``ClickstreamDao(storage, taskId='other')`` keeps a second,
+    independent clickstream in the same storage.
+    """
+
+    taskId = 'clickstream'
+    events_limit = DEFAULT_EVENTS_LIMIT
+
+    def __init__(self, storage, taskId=None):
+        self.storage = storage
+        if taskId is not None:
+            self.taskId = taskId
+
+    @property
+    def annotation_key(self):
+        if self.taskId == ClickstreamDao.taskId:
+            return ANNOTATION_KEY
+        # Each task gets its own records, so two clickstreams in one
+        # storage never share batches.
+        return '%s.%s' % (ANNOTATION_KEY, self.taskId)
+
+    # -- records ------------------------------------------------------
+
+    def _records(self, create=False):
+        annotations = self.storage.__annotations__
+        records = annotations.get(self.annotation_key)
+        if records is None and create:
+            records = annotations[self.annotation_key] = ClickstreamRecords()
+        return records
+
+    def _collecting(self, records):
+        """The collecting batch, opened (a new run) when there is none."""
+        run_id = records.collecting
+        if run_id is not None:
+            return records.batches[run_id]
+        run_id = self.storage.startRun(self.taskId)
+        batch = records.batches[run_id] = BatchRecord(run_id, now())
+        records.collecting = run_id
+        return batch
+
+    def _allocate(self, batch, count):
+        """Take ``count`` session numbers of the batch; return the first.
+
+        Writing the batch record here is what makes concurrent
+        registrations conflict (see ``BatchRecord``).
+        """
+        first = batch.last_number + 1
+        batch.last_number += count
+        batch.session_counter += count
+        return first
+
+    def _stop_collecting(self, records, batch):
+        records.collecting = None
+        self.storage.stopRun(self.taskId, batch.run_id)
+
+    def _remove_track(self, track_id):
+        # A track may have been removed through the storage directly;
+        # that must not make the session impossible to move.
+        if track_id is not None and \
+                self.storage.getTrack(track_id) is not None:
+            self.storage.removeTrack(track_id)
+
+    # -- sessions -----------------------------------------------------
+
+    def register_session(self, session):
+        session = as_model(Session, session)
+        records = self._records(create=True)
+        raw = records.sessions.get(session.session_id)
+        if raw is not None:
+            return registered_from_record(unpack_session(raw))
+        batch = self._collecting(records)
+        number = self._allocate(batch, 1)
+        data = session.model_dump(mode='json', include=set(SESSION_FIELDS))
+        track_id = self.storage.saveUserTrack(
+            self.taskId, batch.run_id, session.user_id or '',
+            session_track_data(data, number),
+            timeStamp=float(session.created_at))
+        records.sessions[session.session_id] = pack_session(
+            data, batch.run_id, number, track_id)
+        batch.numbers[number] = session.session_id
+        return RegisteredSession.model_construct(
+            **session_fields(session), batch_id=str(batch.run_id),
+            session_number=number)
+
+    def update_session(self, session):
+        session = as_model(Session, session)
+        sid = session.session_id
+        records = self._records()
+        raw = records.sessions.get(sid) if records is not None else None
+        if raw is None:
+            raise SessionNotFound([sid])
+        old = unpack_session(raw)
+        old_batch = records.batches[old['batch']]
+        del old_batch.numbers[old['number']]
+        old_batch.session_counter -= 1
+        batch = self._collecting(records)
+        number = self._allocate(batch, 1)
+        data = session.model_dump(mode='json', include=set(SESSION_FIELDS))
+        user = session.user_id or ''
+        self._remove_track(old['track'])
+        track_id = self.storage.saveUserTrack(
+            self.taskId, batch.run_id, user, session_track_data(data, number),
+            timeStamp=float(session.created_at))
+        records.sessions[sid] = pack_session(
+            data, batch.run_id, number, track_id)
+        batch.numbers[number] = sid
+        old_user = old['session'].get('user_id') or ''
+        events = unpack_events(records.events.get(sid))
+        if events and (batch.run_id != old['batch'] or user != old_user):
+            # The events follow the session into its new run (and user),
+            # so query(runId=...) shows the batch as get_batch_sessions.
+            for event in events:
+                self._remove_track(event['track'])
+            rows = [{
+                'taskId': self.taskId, 'runId': batch.run_id,
+                'userName': user,
+                'data': event_track_data(event_model(sid, event)),
+                'timeStamp': float(event['created_at']),
+            } for event in events]
+            for event, track_id in zip(events, self.storage.saveTracks(rows)):
+                event['track'] = track_id
+            records.events[sid] = pack_events(events)
+        return RegisteredSession.model_construct(
+            **session_fields(session), batch_id=str(batch.run_id),
+            session_number=number)
+
+    def mark_session_irrelevant(self, session_id):
+        records = self._records()
+        raw = records.sessions.get(session_id) if records is not None \
+            else None
+        if raw is None:
+            return None
+        record = unpack_session(raw)
+        if not record['session'].get('is_irrelevant'):
+            record['session']['is_irrelevant'] = True
+            records.sessions[session_id] = pack_session(
+                record['session'], record['batch'], record['number'],
+                record['track'])
+            track = self.storage.getTrack(record['track'])
+            if track is not None:
+                self.storage.updateTrack(track, {'is_irrelevant': True})
+        return registered_from_record(record)
+
+    def get_session(self, session_id, events_limit=DEFAULT_EVENTS_LIMIT):
+        records = self._records()
+        raw = records.sessions.get(session_id) if records is not None \
+            else None
+        if raw is None:
+            return None
+        return self._with_events(
+            records, session_id, unpack_session(raw), events_limit)
+
+    def _with_events(self, records, session_id, record, events_limit):
+        events = unpack_events(records.events.get(session_id))
+        if events_limit is not None:
+            events = events[:max(events_limit, 0)]
+        return SessionWithEvents.model_validate(dict(
+            record['session'], batch_id=str(record['batch']),
+            session_number=record['number'],
+            events=[event_model(session_id, e) for e in events]))
+
+    # -- events -------------------------------------------------------
+
+    def push_events(self, events):
+        events = [as_model(SessionEvent, e) for e in events]
+        if not events:
+            return []
+        records = self._records()
+        groups = {}
+        for event in events:
+            groups.setdefault(event.session_id, []).append(event)
+        sessions = records.sessions if records is not None else {}
+        stored = {}
+        for sid in groups:
+            raw = sessions.get(sid)
+            if raw is not None:
+                stored[sid] = unpack_session(raw)
+        unknown = [sid for sid in groups if sid not in stored]
+        if unknown:
+            # Checked before anything is written: all or nothing.
+            raise SessionNotFound(unknown)
+        accepted = self._push(records, [
+            (sid, stored[sid], group, False)
+            for sid, group in groups.items()])
+        return [e for e in events if id(e) in accepted]
+
+    def _push(self, records, groups):
+        """Store the new events of sessions; return ids of the accepted.
+
+        ``groups`` holds ``(session_id, session record, events, fresh)``;
+        ``fresh`` says the session has no stored events yet, which spares
+        a lookup. An event whose id the session already has (stored, or
+        earlier in the same call) is skipped. All tracks are saved with
+        one ``saveTracks`` call and the event records with one sorted
+        ``update``.
+        """
+        rows = []
+        pending = []
+        for sid, record, group, fresh in groups:
+            known = [] if fresh else unpack_events(records.events.get(sid))
+            seen = {e['event_id'] for e in known}
+            new = []
+            user = record['session'].get('user_id') or ''
+            for event in group:
+                if event.event_id in seen:
+                    continue
+                seen.add(event.event_id)
+                new.append(event)
+                rows.append({
+                    'taskId': self.taskId, 'runId': record['batch'],
+                    'userName': user, 'data': event_track_data(event),
+                    'timeStamp': float(event.created_at),
+                })
+            if new:
+                pending.append((sid, known, new))
+        if not rows:
+            return set()
+        track_ids = iter(self.storage.saveTracks(rows))
+        accepted = set()
+        updates = []
+        for sid, known, new in pending:
+            for event in new:
+                known.append(stored_event(event, next(track_ids)))
+                accepted.add(id(event))
+            # Oldest first; sort is stable, so ties keep arrival order.
+            known.sort(key=lambda e: e['created_at'])
+            updates.append((sid, pack_events(known)))
+        updates.sort()
+        records.events.update(updates)
+        return accepted
+
+    def store_sessions(self, items):
+        pairs = []
+        for session, events in items:
+            session = as_model(Session, session)
+            events = [as_model(SessionEvent, e) for e in events]
+            for event in events:
+                if event.session_id != session.session_id:
+                    raise ValueError(
+                        'event %r belongs to session %r, not %r' % (
+                            event.event_id, event.session_id,
+                            session.session_id))
+            pairs.append((session, events))
+        if not pairs:
+            return []
+        records = self._records(create=True)
+        sessions = records.sessions
+        known = {}
+        new = []
+        for session, events in pairs:
+            sid = session.session_id
+            if sid in known:
+                continue
+            raw = sessions.get(sid)
+            if raw is None:
+                known[sid] = None
+                new.append(session)
+            else:
+                known[sid] = unpack_session(raw)
+        fresh = set()
+        if new:
+            batch = self._collecting(records)
+            first = self._allocate(batch, len(new))
+            datas = [s.model_dump(mode='json', include=set(SESSION_FIELDS))
+                     for s in new]
+            track_ids = self.storage.saveTracks([{
+                'taskId': self.taskId, 'runId': batch.run_id,
+                'userName': s.user_id or '',
+                'data': session_track_data(data, first + i),
+                'timeStamp': float(s.created_at),
+            } for i, (s, data) in enumerate(zip(new, datas))])
+            packed = []
+            numbers = []
+            for i, (s, data, track_id) in enumerate(
+                    zip(new, datas, track_ids)):
+                number = first + i
+                sid = s.session_id
+                known[sid] = {'session': data, 'batch': batch.run_id,
+                              'number': number, 'track': track_id}
+                packed.append(
+                    (sid, pack_session(data, batch.run_id, number, track_id)))
+                numbers.append((number, sid))
+                fresh.add(sid)
+            # Sorted bulk inserts touch each bucket once.
+            packed.sort()
+            sessions.update(packed)
+            batch.numbers.update(numbers)
+        groups = {}
+        for session, events in pairs:
+            if events:
+                groups.setdefault(session.session_id, []).extend(events)
+        if groups:
+            self._push(records, [
+                (sid, known[sid], group, sid in fresh)
+                for sid, group in groups.items()])
+        result = []
+        for session, events in pairs:
+            record = known[session.session_id]
+            if session.session_id in fresh:
+                result.append(RegisteredSession.model_construct(
+                    **session_fields(session),
+                    batch_id=str(record['batch']),
+                    session_number=record['number']))
+            else:
+                result.append(registered_from_record(record))
+        return result
+
+    # -- batches ------------------------------------------------------
+
+    def get_batch_sessions(self, batch_id, after_number=None, limit=None,
+                           events_limit=None):
+        records = self._records()
+        run_id = run_id_of(batch_id)
+        if records is None or run_id is None:
+            return []
+        batch = records.batches.get(run_id)
+        if batch is None or (limit is not None and limit <= 0):
+            return []
+        if after_number is None:
+            entries = batch.numbers.items()
+        else:
+            entries = batch.numbers.items(min=after_number, excludemin=True)
+        result = []
+        for number, sid in entries:
+            record = unpack_session(records.sessions[sid])
+            result.append(
+                self._with_events(records, sid, record, events_limit))
+            if limit is not None and len(result) >= limit:
+                break
+        return result
+
+    def get_batch(self, batch_id):
+        records = self._records()
+        run_id = run_id_of(batch_id)
+        if records is None or run_id is None:
+            return None
+        batch = records.batches.get(run_id)
+        return None if batch is None else batch_model(batch)
+
+    def release_batch(self, release_id):
+        if not isinstance(release_id, str):
+            raise TypeError('release_id must be a str, not %r' % (
+                type(release_id).__name__,))
+        records = self._records()
+        if records is None:
+            return None
+        run_id = records.releases.get(release_id)
+        if run_id is not None:
+            # The key was used: answer as the first time, release nothing.
+            return batch_model(records.batches[run_id])
+        if records.collecting is None:
+            return None
+        batch = records.batches[records.collecting]
+        batch.status = SessionBatchStatus.released.value
+        batch.release_id = release_id
+        batch.released_at = now()
+        records.releases[release_id] = batch.run_id
+        self._stop_collecting(records, batch)
+        return batch_model(batch)
+
+    def update_batch_status(self, batch_id, status):
+        status = SessionBatchStatus(status).value
+        records = self._records()
+        run_id = run_id_of(batch_id)
+        if records is None or run_id is None:
+            return None
+        batch = records.batches.get(run_id)
+        if batch is None:
+            return None
+        if run_id == records.collecting:
+            if status != COLLECTING:
+                batch.status = status
+                self._stop_collecting(records, batch)
+        elif status == COLLECTING:
+            # Its run is stopped and another batch may be collecting:
+            # reopening it would break "at most one collecting batch".
+            raise ValueError(
+                'batch %s is %s and cannot collect again' % (
+                    batch_id, batch.status))
+        elif batch.status != status:
+            batch.status = status
+        return batch_model(batch)
