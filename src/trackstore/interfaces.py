@@ -248,3 +248,21 @@ class IClickstreamBulkDao(IClickstreamDao):
         order (the stored one for known ids). Same invariants as the
         single calls, much less work per session.
         """
+
+
+# -- sessionizing --------------------------------------------------------
+
+
+class ICloser(Interface):
+    """Where the sessionizers hand finished sessions.
+
+    A closer receives each closed session once, in the order the engine
+    closes them. A session is a ``trackstore.sessions.ClosedSession``:
+    ``session_id`` (deterministic: batch and stream give the same),
+    ``client`` (``'c:<customer>'`` or ``'a:<visitor>'``), ``customer``,
+    ``user_id`` (the customer, or the customer an anonymous session is
+    stitched to), ``hits`` (sorted by time), ``late`` and ``reason``.
+    """
+
+    def close(session):
+        """Take one closed session (store it, print it, keep it...)."""

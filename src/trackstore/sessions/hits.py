@@ -1,0 +1,560 @@
+"""Raw hits: parse and validate one record, read inputs, write rejects.
+
+A hit in seed 002's format is one JSON object::
+
+    {"id": 463469, "type": "search", "event": {"user-agent": "...",
+     "ip": "200.15.173.55", "customer-id": null,
+     "timestamp": "2022-04-28T07:38:46.290271", "query": "..."}}
+
+(a flat object with the event fields beside ``id`` and ``type`` is read
+too). ``parse_line`` turns a line into a ``Hit`` or a ``Reject``; it
+never raises for bad input, so a load never stops on it. The per-hit
+path avoids datetime objects: the common timestamp form is cut into
+integers, and the epoch of its date is cached.
+"""
+import datetime
+import gzip
+import hashlib
+import io
+import re
+import sys
+from collections import Counter
+from collections import namedtuple
+
+import orjson
+
+
+US = 1000000
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+# The event fields every hit may carry; the rest are the type's own.
+COMMON = frozenset((
+    'id', 'type', 'event', 'user-agent', 'ip', 'customer-id', 'timestamp',
+    'session-stamp', 'client-id'))
+
+
+Reject = namedtuple('Reject', 'lineno reason raw')
+Reject.__doc__ = """A record that cannot be loaded.
+
+``lineno`` is the 1-based line where the record starts, ``reason`` says
+why in words, ``raw`` is the record's text (bytes or str) as read.
+"""
+
+
+class Hit:
+    """One valid hit.
+
+    ``us`` is the time in integer microseconds since the epoch (UTC),
+    ``ts`` the same as float seconds. ``customer`` is the customer id as
+    a string, or None for an anonymous hit. ``stamp`` is the session
+    stamp: the event's ``session-stamp`` when given, else a hash of IP
+    and user agent. ``client`` is the event's explicit ``client-id``
+    (a cookie id) or None. ``event`` is the event dict as read, ``size``
+    the length of the record's text (what compaction budgets with).
+    """
+
+    __slots__ = ('id', 'idkey', 'type', 'us', 'customer', 'stamp',
+                 'client', 'event', 'size')
+
+    def __init__(self, id, type, us, customer, stamp, client, event,
+                 size=0):
+        self.id = id
+        # ids may be ints or strings; the string orders ties of time
+        self.idkey = id if id.__class__ is str else str(id)
+        self.type = type
+        self.us = us
+        self.customer = customer
+        self.stamp = stamp
+        self.client = client
+        self.event = event
+        self.size = size
+
+    @property
+    def ts(self):
+        """Float seconds since the epoch (UTC)."""
+        return self.us / US
+
+    @property
+    def key(self):
+        """The order of hits: time, then id."""
+        return (self.us, self.idkey)
+
+    @property
+    def ip(self):
+        return self.event.get('ip')
+
+    @property
+    def user_agent(self):
+        return self.event.get('user-agent')
+
+    @property
+    def timestamp(self):
+        """The time as an aware UTC datetime (microsecond precision)."""
+        return EPOCH + datetime.timedelta(microseconds=self.us)
+
+    @property
+    def fields(self):
+        """The type's own fields (``query``, ``page``, ``product``...)."""
+        return {k: v for k, v in self.event.items() if k not in COMMON}
+
+    def to_row(self):
+        """A list of plain values (JSON-able when the event is)."""
+        return [self.id, self.type, self.us, self.customer, self.stamp,
+                self.client, self.event, self.size]
+
+    @classmethod
+    def from_row(cls, row):
+        return cls(*row)
+
+    def __eq__(self, other):
+        return (isinstance(other, Hit)
+                and self.to_row()[:7] == other.to_row()[:7])
+
+    def __hash__(self):
+        return hash((self.idkey, self.us))
+
+    def __repr__(self):
+        return '<Hit %s %s %s customer=%s>' % (
+            self.id, self.type, format_us(self.us), self.customer)
+
+
+# -- timestamps ----------------------------------------------------------
+
+
+_MINUTE_US = {}
+
+
+def _minute_us(text):
+    """Microseconds of a 'YYYY-MM-DDTHH:MM' minute (UTC), cached: hits
+    come roughly in time order, so most share their minute with the
+    previous one."""
+    try:
+        return _MINUTE_US[text]
+    except KeyError:
+        pass
+    if text[13] != ':' or not (text[11:13] + text[14:16]).isdigit():
+        raise ValueError(text)
+    h = int(text[11:13])
+    m = int(text[14:16])
+    if h > 23 or m > 59:
+        raise ValueError(text)
+    day = datetime.date.fromisoformat(text[:10])   # validates the date
+    value = ((day - datetime.date(1970, 1, 1)).days * 1440
+             + h * 60 + m) * 60 * US
+    if len(_MINUTE_US) > 100000:
+        _MINUTE_US.clear()
+    _MINUTE_US[text] = value
+    return value
+
+
+def parse_timestamp(value):
+    """Integer microseconds since the epoch of a hit's timestamp.
+
+    Accepts ISO 8601 text (a time without a zone is UTC; ``Z`` and
+    offsets are honoured) and numbers (seconds since the epoch). Raises
+    ``ValueError`` for anything else.
+
+    >>> parse_timestamp('1970-01-01T00:00:01.000001')
+    1000001
+    >>> parse_timestamp('1970-01-01T01:00:00+01:00')
+    0
+    >>> parse_timestamp(1.5)
+    1500000
+    """
+    if value.__class__ is str:
+        # the common form, 2022-04-28T07:38:46.290271, without datetime:
+        # a cached minute plus seconds and microseconds read as one int
+        if (len(value) == 26 and value[16] == ':' and value[19] == '.'
+                and value[10] in 'T '):
+            frac = value[17:19] + value[20:26]
+            if frac.isdigit() and frac.isascii() and value[17] < '6':
+                try:
+                    return _minute_us(value[:16]) + int(frac)
+                except ValueError:
+                    raise ValueError(
+                        'unparsable timestamp %r' % (value,)) from None
+        try:
+            dt = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError('unparsable timestamp %r' % (value,))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=datetime.timezone.utc)
+        delta = dt - EPOCH
+        return (delta.days * 86400 + delta.seconds) * US \
+            + delta.microseconds
+    if value.__class__ in (int, float):
+        if value != value or value in (float('inf'), float('-inf')):
+            raise ValueError('unparsable timestamp %r' % (value,))
+        return int(round(value * US))
+    raise ValueError('unparsable timestamp %r' % (value,))
+
+
+def format_us(us):
+    """ISO text (UTC, no zone, microseconds) of epoch microseconds."""
+    return (EPOCH + datetime.timedelta(microseconds=us)).strftime(
+        '%Y-%m-%dT%H:%M:%S.%f')
+
+
+# -- session stamps ------------------------------------------------------
+
+
+_STAMPS = {}
+
+
+def stamp_of(ip, user_agent):
+    """The session stamp of a visitor without an explicit one: a short
+    hash of IP and user agent, the same in every process."""
+    key = (ip, user_agent)
+    try:
+        return _STAMPS[key]
+    except KeyError:
+        pass
+    text = '%s\x00%s' % (ip, user_agent)
+    value = hashlib.blake2b(
+        text.encode('utf-8', 'surrogatepass'), digest_size=8).hexdigest()
+    if len(_STAMPS) > 200000:
+        # a bounded cache: visitors come back, but not all at once
+        _STAMPS.clear()
+    _STAMPS[key] = value
+    return value
+
+
+# -- one record ----------------------------------------------------------
+
+
+def parse_record(record, lineno, raw=b''):
+    """A ``Hit`` from a decoded JSON value, or a ``Reject``."""
+    if record.__class__ is not dict:
+        return Reject(lineno, 'not a JSON object', raw)
+    hid = record.get('id')
+    if hid is None or hid.__class__ not in (int, str) or hid == '':
+        return Reject(lineno, 'missing id', raw)
+    htype = record.get('type')
+    if htype is None or htype == '':
+        return Reject(lineno, 'missing type', raw)
+    if htype.__class__ is not str:
+        return Reject(lineno, 'type is not a string', raw)
+    event = record.get('event')
+    if event is None:
+        event = record
+    elif event.__class__ is not dict:
+        return Reject(lineno, 'event is not a JSON object', raw)
+    when = event.get('timestamp')
+    if when is None:
+        return Reject(lineno, 'missing timestamp', raw)
+    try:
+        us = parse_timestamp(when)
+    except (ValueError, OverflowError):
+        return Reject(lineno, 'unparsable timestamp %r' % (when,), raw)
+    customer = event.get('customer-id')
+    if customer is not None:
+        if customer.__class__ is not str:
+            customer = str(customer)
+        elif customer == '':
+            customer = None
+    stamp = event.get('session-stamp')
+    if stamp is None:
+        stamp = stamp_of(event.get('ip'), event.get('user-agent'))
+    elif stamp.__class__ is not str:
+        stamp = str(stamp)
+    client = event.get('client-id')
+    if client is not None and client.__class__ is not str:
+        client = str(client)
+    return Hit(hid, htype, us, customer, stamp, client, event, len(raw))
+
+
+def parse_line(line, lineno):
+    """A ``Hit`` from one line of text (bytes or str), or a ``Reject``
+    saying why not: not JSON, not an object, missing id, type or
+    timestamp, unparsable timestamp."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        return Reject(lineno, 'not JSON: %s' % (e.args[0],), line)
+    return parse_record(record, lineno, line)
+
+
+# -- inputs --------------------------------------------------------------
+
+
+class _Prefixed(io.RawIOBase):
+    """A readable stream that gives ``head`` before the rest of ``f``
+    (for sniffing streams that can neither seek nor peek)."""
+
+    def __init__(self, head, f):
+        self._head = head
+        self._f = f
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._f.read(len(b))
+        if not data:
+            return 0
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def _sniff(f, n):
+    """(first n bytes, a stream still starting at them)."""
+    if hasattr(f, 'peek'):
+        head = f.peek(n)[:n]
+        if len(head) >= n or not head:
+            return head, f
+    try:
+        if f.seekable():
+            pos = f.tell()
+            head = f.read(n)
+            f.seek(pos)
+            return head, f
+    except (AttributeError, OSError):
+        pass
+    head = f.read(n)
+    return head, io.BufferedReader(_Prefixed(head, f), 1 << 16)
+
+
+def open_input(source):
+    """A binary stream of the decompressed input, and whether it is one
+    JSON array (else JSON Lines).
+
+    ``source`` is a path, ``'-'`` for standard input, or a binary file
+    object (standard input's buffer, a pipe, ``io.BytesIO``...). Gzip is
+    recognized by its magic bytes, not the file name.
+    """
+    if isinstance(source, (str, bytes)) or hasattr(source, '__fspath__'):
+        if source in ('-', b'-'):
+            f = sys.stdin.buffer
+        else:
+            f = open(source, 'rb')
+    else:
+        f = source
+        if isinstance(f, io.TextIOBase):
+            f = f.buffer
+    head, f = _sniff(f, 2)
+    if head == b'\x1f\x8b':
+        f = io.BufferedReader(gzip.GzipFile(fileobj=f, mode='rb'), 1 << 16)
+    # JSON Lines or one array: the first byte that is not white space
+    head, f = _sniff(f, 4096)
+    first = head.lstrip()[:1]
+    return f, first == b'['
+
+
+def read_records(source):
+    """Yield ``(lineno, raw)`` for every record of the input: the lines
+    of JSON Lines (blank lines skipped), or the items of one JSON array
+    read item by item (``lineno`` is where the item starts). Memory stays
+    bounded whatever the input's size."""
+    f, is_array = open_input(source)
+    if is_array:
+        yield from split_array(f)
+    else:
+        lineno = 0
+        for line in f:
+            lineno += 1
+            if line.isspace():
+                continue
+            yield lineno, line
+
+
+def read_hits(source, rejects=None):
+    """Yield the valid ``Hit`` objects of the input; rejects go to
+    ``rejects.write`` (e.g. a ``RejectsWriter``) when given."""
+    for lineno, raw in read_records(source):
+        hit = parse_line(raw, lineno)
+        if hit.__class__ is Reject:
+            if rejects is not None:
+                rejects.write(hit)
+        else:
+            yield hit
+
+
+_OUTSIDE = re.compile(rb'["\[\]{},]')
+_INSIDE = re.compile(rb'["\\]')
+
+
+def split_array(f, chunk_size=1 << 16):
+    """Yield ``(lineno, raw)`` for the items of the JSON array on ``f``,
+    reading ``chunk_size`` bytes at a time.
+
+    Only the nesting and the strings are followed (so an item is cut out
+    whole); whether an item is valid JSON is for the parser to say. Text
+    after the array's end, or an unterminated last item, comes out as a
+    record of its own, so it is rejected and accounted for.
+    """
+    buf = b''
+    pos = 0             # where scanning goes on
+    start = None        # where the current item starts
+    depth = 0           # 1 inside the top array
+    in_string = False
+    escaped = False
+    lineno = 1          # line of buf[0]
+    done = False        # the top array was closed
+    eof = False
+    while True:
+        if pos >= len(buf) or escaped:
+            if eof:
+                break
+            data = f.read(chunk_size)
+            if not data:
+                eof = True
+                if escaped:
+                    break
+                continue
+            # keep the item being read, drop what is behind it
+            keep = pos if start is None else start
+            lineno += buf.count(b'\n', 0, keep)
+            buf = buf[keep:] + data
+            pos -= keep
+            if start is not None:
+                start = 0
+        if escaped:
+            pos += 1
+            escaped = False
+            in_string = True
+            continue
+        if in_string:
+            m = _INSIDE.search(buf, pos)
+            if m is None:
+                pos = len(buf)
+                continue
+            pos = m.end()
+            if m.group() == b'\\':
+                escaped = True
+                if pos < len(buf):
+                    pos += 1
+                    escaped = False
+            else:
+                in_string = False
+            continue
+        if depth == 0:
+            # before the array, or after it: anything not blank is junk
+            i = pos
+            n = len(buf)
+            while i < n and buf[i] in b' \t\r\n':
+                i += 1
+            if i >= n:
+                pos = n
+                continue
+            if not done and buf[i:i + 1] == b'[':
+                depth = 1
+                pos = i + 1
+                continue
+            lineno_here = lineno + buf.count(b'\n', 0, i)
+            rest = buf[i:] + f.read()
+            yield lineno_here, rest.rstrip()
+            return
+        if depth == 1 and start is None:
+            i = pos
+            n = len(buf)
+            while i < n and buf[i] in b' \t\r\n':
+                i += 1
+            if i >= n:
+                pos = n
+                continue
+            c = buf[i:i + 1]
+            if c == b']':
+                depth = 0
+                done = True
+                pos = i + 1
+                continue
+            if c == b',':
+                # an empty item (",,"): nothing to load, skip it
+                pos = i + 1
+                continue
+            start = i
+            pos = i
+        m = _OUTSIDE.search(buf, pos)
+        if m is None:
+            pos = len(buf)
+            continue
+        c = m.group()
+        pos = m.end()
+        if c == b'"':
+            in_string = True
+        elif c in b'[{':
+            depth += 1
+        elif c in b']}':
+            if depth == 1:
+                # the array's end closes the last item
+                yield (lineno + buf.count(b'\n', 0, start),
+                       buf[start:m.start()].rstrip())
+                start = None
+                depth = 0
+                done = True
+            else:
+                depth -= 1
+        elif depth == 1:     # a comma between items
+            yield (lineno + buf.count(b'\n', 0, start),
+                   buf[start:m.start()].rstrip())
+            start = None
+    if start is not None and start < len(buf):
+        yield lineno + buf.count(b'\n', 0, start), buf[start:].rstrip()
+
+
+# -- rejects -------------------------------------------------------------
+
+
+class RejectsWriter:
+    """Write rejects as JSON lines ``{"line", "reason", "raw"}``.
+
+    ``target`` is a path (the file is created at the first reject, so a
+    clean load leaves none) or a writable binary file object. ``count``
+    and ``reasons`` (a Counter of the reasons' first words, e.g.
+    ``'not JSON'``, ``'missing timestamp'``) summarize what was written.
+    """
+
+    def __init__(self, target):
+        self.target = target
+        self.count = 0
+        self.reasons = Counter()
+        self._f = None if isinstance(target, (str, bytes)) \
+            or hasattr(target, '__fspath__') else target
+        self._own = self._f is None
+
+    @property
+    def path(self):
+        return self.target if self._own else None
+
+    def write(self, reject):
+        if self._f is None:
+            self._f = open(self.target, 'ab')
+        raw = reject.raw
+        if isinstance(raw, (bytes, bytearray)):
+            raw = bytes(raw).decode('utf-8', 'replace')
+        self._f.write(orjson.dumps({
+            'line': reject.lineno, 'reason': reject.reason,
+            'raw': raw.rstrip('\r\n')}) + b'\n')
+        self.count += 1
+        self.reasons[reason_kind(reject.reason)] += 1
+
+    def flush(self):
+        if self._f is not None:
+            self._f.flush()
+
+    def close(self):
+        if self._f is not None:
+            self._f.flush()
+            if self._own:
+                self._f.close()
+                self._f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def reason_kind(reason):
+    """The kind of a reject reason, without its details."""
+    for kind in ('not JSON', 'unparsable timestamp'):
+        if reason.startswith(kind):
+            return kind
+    return reason
