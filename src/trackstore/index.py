@@ -18,6 +18,8 @@ A partition keeps
 All trees come from the 64-bit family, so ids and counts do not overflow
 past 2**31.
 """
+import heapq
+import math
 import pickle
 
 import BTrees
@@ -51,6 +53,88 @@ class RecordTree(family.IO.BTree):
     max_internal_size = 500
 
 
+class SegmentedIndex(Persistent):
+    """An index kept as a few sorted segments, merged as they pile up.
+
+    Random inserts into one big tree dirty nearly every bucket of a
+    high-cardinality index (users) in each transaction, so the work per
+    commit would grow with the index. Here each ``add()`` writes its keys
+    into a new segment, whose buckets are all new, and segments of the
+    same size class (powers of ``FANOUT``) are merged into one: a key is
+    rewritten about log(n) times in its life instead of at every commit
+    that touches its bucket (a log-structured merge). Lookups visit every
+    segment; there are at most (FANOUT - 1) per size class.
+
+    Keys in different segments may repeat (``pairs`` re-adds known
+    pairs); merging removes the repeats and readers ignore them.
+    """
+
+    FANOUT = 4
+
+    def __init__(self):
+        self.segments = []
+
+    def __len__(self):
+        return sum(len(segment) for segment in self.segments)
+
+    @classmethod
+    def level(cls, size):
+        return int(math.log(max(size, 1), cls.FANOUT))
+
+    def add(self, sortedKeys):
+        if not sortedKeys:
+            return
+        segment = IndexSet()
+        segment.update(sortedKeys)
+        segments = self.segments + [segment]
+        while True:
+            byLevel = {}
+            for seg in segments:
+                byLevel.setdefault(self.level(len(seg)), []).append(seg)
+            full = [group for group in byLevel.values()
+                    if len(group) >= self.FANOUT]
+            if not full:
+                break
+            group = full[0]
+            merged = IndexSet()
+            allKeys = []
+            for seg in group:
+                allKeys.extend(seg.keys())
+            # Concatenated sorted runs: timsort merges them in linear time.
+            allKeys.sort()
+            merged.update(allKeys)
+            segments = [seg for seg in segments
+                        if not any(seg is g for g in group)] + [merged]
+        self.segments = segments
+
+    def remove(self, key):
+        for segment in self.segments:
+            if key in segment:
+                segment.remove(key)
+
+    def clear(self):
+        self.segments = []
+
+    def keys(self, min=None, max=None, excludemax=False):
+        """All keys in the range, in order (merged over segments)."""
+        iters = [segment.keys(min=min, max=max, excludemax=excludemax)
+                 for segment in self.segments]
+        if len(iters) == 1:
+            return iter(iters[0])
+        return _unique(heapq.merge(*iters))
+
+    def __contains__(self, key):
+        return any(key in segment for segment in self.segments)
+
+
+def _unique(ordered):
+    last = None
+    for key in ordered:
+        if key != last:
+            yield key
+            last = key
+
+
 def dump_record(taskId, runId, userName, timeStamp, data):
     return pickle.dumps((taskId, runId, userName, timeStamp, data),
                         protocol=5)
@@ -69,8 +153,8 @@ class Partition(Persistent):
         self.leaseUntil = 0.0
         self.tracks = RecordTree()
         self.count = Length()
-        self.pairs = IndexSet()
-        self.indexes = {name: IndexSet() for name in indexNames}
+        self.pairs = SegmentedIndex()
+        self.indexes = {name: SegmentedIndex() for name in indexNames}
 
     def __repr__(self):
         return '<Partition %s: %s tracks>' % (self.number, self.count())
@@ -94,40 +178,32 @@ class Partition(Persistent):
         indexes = self.indexes
         for name, keylist in entries.items():
             keylist.sort()
-            indexes[name].update(keylist)
+            indexes[name].add(keylist)
 
     def removeEntries(self, entries):
         indexes = self.indexes
         for name, keylist in entries.items():
             tree = indexes[name]
             for key in keylist:
-                try:
-                    tree.remove(key)
-                except KeyError:
-                    # Already gone: a reindex or a concurrent removal.
-                    pass
+                tree.remove(key)
 
     def addPairs(self, pairKeys):
-        pairKeys = sorted(pairKeys)
-        self.pairs.update(pairKeys)
+        self.pairs.add(sorted(pairKeys))
 
-    def scan(self, name, prefix):
-        """Yield the ids of the index entries whose key starts with
-        ``prefix``."""
-        unpack = keys.unpack_id
-        for key in self.indexes[name].keys(min=prefix):
-            if not key.startswith(prefix):
-                break
-            yield unpack(key)
+    def ids(self, name, low, high):
+        """The ids of the index entries with low <= key < high, in no
+        particular order (callers sort what they return)."""
+        found = []
+        fromBytes = int.from_bytes
+        for segment in self.indexes[name].segments:
+            found.extend([fromBytes(key[-8:], 'big')
+                          for key in segment.keys(min=low, max=high,
+                                                  excludemax=True)])
+        return found
 
-    def scanRange(self, name, low, high):
-        """Yield the ids of the index entries with low <= key < high."""
-        unpack = keys.unpack_id
-        for key in self.indexes[name].keys(min=low, max=high,
-                                          excludemax=True):
-            yield unpack(key)
-
-    def hasEntry(self, name, prefix):
-        for key in self.indexes[name].keys(min=prefix):
-            return key.startswith(prefix)
-        return False
+    def iterIds(self, name, low, high):
+        """Like ``ids()``, but lazily, for walking an index only as far
+        as needed."""
+        for segment in self.indexes[name].segments:
+            for key in segment.keys(min=low, max=high, excludemax=True):
+                yield int.from_bytes(key[-8:], 'big')

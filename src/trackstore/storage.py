@@ -135,14 +135,21 @@ class _Criterion:
         self.high = high
         self.test = test
 
+    def ranges(self):
+        if self.prefixes:
+            return [(prefix, keys.after(prefix)) for prefix in self.prefixes]
+        return [(self.low, self.high)]
+
     def ids(self, partitions):
+        """Yield the matching ids, partition by partition."""
         for partition in partitions:
-            if self.prefixes:
-                for prefix in self.prefixes:
-                    yield from partition.scan(self.name, prefix)
-            else:
-                yield from partition.scanRange(self.name, self.low,
-                                               self.high)
+            for low, high in self.ranges():
+                yield from partition.ids(self.name, low, high)
+
+    def iterIds(self, partitions):
+        for partition in partitions:
+            for low, high in self.ranges():
+                yield from partition.iterIds(self.name, low, high)
 
 
 def _criterion(name, value):
@@ -335,28 +342,52 @@ class TrackingStorage(Persistent):
             return []
         partition = self._partition()
         factory = self.trackFactory
+        extra = [name for name in self.indexNames if name not in METADATA]
+        encode = keys.encode
+        encodeTime = keys.encode_float
+        packId = keys.pack_id
         now = time.time()
-        runsSeen = {}
+        # Per (task, run): the run and the encoded task and run id, which
+        # repeat across rows and need not be encoded again.
+        seen = {}
         records = {}
         entries = {name: [] for name in self.indexNames}
+        addTask = entries['taskId'].append
+        addRun = entries['runId'].append
+        addUser = entries['userName'].append
+        addTime = entries['timeStamp'].append
         pairs = set()
         result = []
         for trackId, row in zip(partition.nextIds(len(rows)), rows):
             taskId = row['taskId']
             runKey = (taskId, row.get('runId', 0))
-            run = runsSeen.get(runKey)
-            if run is None:
-                run = runsSeen[runKey] = self._resolveRun(*runKey)
+            known = seen.get(runKey)
+            if known is None:
+                run = self._resolveRun(*runKey)
+                known = seen[runKey] = (run, encode(taskId),
+                                        encode(run.id))
+            run, encTask, encRun = known
             timeStamp = row.get('timeStamp')
             timeStamp = now if timeStamp is None else timeStamp
-            track = factory(taskId, run.id, row['userName'],
-                            row.get('data'), timeStamp)
-            self._touchRun(run, timeStamp)
+            userName = row['userName']
+            data = row.get('data')
+            data = {} if data is None else dict(data)
+            if timeStamp > run.end:
+                run.end = timeStamp
             records[trackId] = dump_record(
-                taskId, run.id, track.userName, timeStamp, track.data)
-            for name, key in self._entries(trackId, track).items():
-                entries[name].append(key)
-            pairs.add(keys.encode(taskId) + keys.encode(track.userName))
+                taskId, run.id, userName, timeStamp, data)
+            packed = packId(trackId)
+            encUser = encode(userName)
+            addTask(encTask + packed)
+            addRun(encRun + packed)
+            addUser(encUser + packed)
+            addTime(encodeTime(float(timeStamp)) + packed)
+            if extra:
+                track = factory(taskId, run.id, userName, data, timeStamp)
+                for name in extra:
+                    entries[name].append(
+                        encode(track.indexValue(name)) + packed)
+            pairs.add(encTask + encUser)
             result.append(formatId(trackId))
         partition.tracks.update(records)
         partition.addEntries(entries)
@@ -401,8 +432,7 @@ class TrackingStorage(Persistent):
         if not self.query(taskId=stored.taskId, userName=stored.userName):
             pair = keys.encode(stored.taskId) + keys.encode(stored.userName)
             for p in self.partitions.values():
-                if pair in p.pairs:
-                    p.pairs.remove(pair)
+                p.pairs.remove(pair)
 
     def indexTrack(self, track, trackId=None):
         trackId = int(track.__name__ if trackId is None else trackId)
@@ -421,12 +451,12 @@ class TrackingStorage(Persistent):
 
     def reindexTracks(self):
         for partition in self.partitions.values():
-            for tree in list(partition.indexes.values()) + [partition.pairs]:
-                tree.clear()
             for name in self.indexNames:
                 if name not in partition.indexes:
                     partition.indexes[name] = type(partition.pairs)()
                     partition._p_changed = True
+            for tree in list(partition.indexes.values()) + [partition.pairs]:
+                tree.clear()
             entries = {name: [] for name in self.indexNames}
             pairs = set()
             for trackId, record in partition.tracks.items():
@@ -536,12 +566,20 @@ class TrackingStorage(Persistent):
 
     @staticmethod
     def _smallest(criteria, partitions):
-        """The criterion with the fewest index entries, found by walking
-        all of them in lock step until the first one ends: the cost is
-        the size of the smallest times the number of criteria."""
+        """The criterion to read from its index; the others are checked
+        on the tracks it finds.
+
+        Users are many and tracks per user few, so a user criterion
+        leads. Otherwise the indexes are walked in lock step until the
+        first one ends: the cost is the size of the smallest times the
+        number of criteria.
+        """
+        for criterion in criteria:
+            if criterion.name == 'userName':
+                return criterion
         if len(criteria) == 1:
             return criteria[0]
-        walkers = [(c, c.ids(partitions)) for c in criteria]
+        walkers = [(c, c.iterIds(partitions)) for c in criteria]
         done = object()
         while True:
             for criterion, walker in walkers:
