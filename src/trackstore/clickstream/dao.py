@@ -131,6 +131,25 @@ def batch_model(batch):
         release_id=batch.release_id, released_at=batch.released_at)
 
 
+def forget_orphan_partition(storage):
+    """Drop a storage's cached write partition when it is not stored.
+
+    Workaround for the core (reported to the lead): ``TrackingStorage``
+    caches its write partition in ``_v_partition``, and a volatile
+    attribute survives an aborted transaction. When the transaction that
+    created a partition conflicts, the cache keeps the uncommitted,
+    unreachable partition, and every track saved later goes there and is
+    lost. A partition that is not the one stored under its number is
+    such an orphan; forgetting it makes the storage claim a live one.
+    """
+    cached = getattr(storage, '_v_partition', None)
+    partitions = getattr(storage, 'partitions', None)
+    if cached is None or partitions is None:
+        return
+    if partitions.get(cached.number) is not cached:
+        del storage._v_partition
+
+
 @adapter(ITrackingStorage)
 @implementer(IClickstreamBulkDao)
 class ClickstreamDao:
@@ -159,6 +178,9 @@ class ClickstreamDao:
     # -- records ------------------------------------------------------
 
     def _records(self, create=False):
+        if create:
+            # Every write path asks for its records with create=True.
+            forget_orphan_partition(self.storage)
         annotations = self.storage.__annotations__
         records = annotations.get(self.annotation_key)
         if records is None and create:
@@ -226,6 +248,7 @@ class ClickstreamDao:
         raw = records.sessions.get(sid) if records is not None else None
         if raw is None:
             raise SessionNotFound([sid])
+        forget_orphan_partition(self.storage)
         old = unpack_session(raw)
         old_batch = records.batches[old['batch']]
         del old_batch.numbers[old['number']]
@@ -269,6 +292,7 @@ class ClickstreamDao:
             return None
         record = unpack_session(raw)
         if not record['session'].get('is_irrelevant'):
+            forget_orphan_partition(self.storage)
             record['session']['is_irrelevant'] = True
             records.sessions[session_id] = pack_session(
                 record['session'], record['batch'], record['number'],
@@ -316,6 +340,7 @@ class ClickstreamDao:
         if unknown:
             # Checked before anything is written: all or nothing.
             raise SessionNotFound(unknown)
+        forget_orphan_partition(self.storage)
         accepted = self._push(records, [
             (sid, stored[sid], group, False)
             for sid, group in groups.items()])
@@ -430,12 +455,17 @@ class ClickstreamDao:
             self._push(records, [
                 (sid, known[sid], group, sid in fresh)
                 for sid, group in groups.items()])
+        # A session id given twice answers with the first one's session.
+        first = {}
+        for session, events in pairs:
+            first.setdefault(session.session_id, session)
         result = []
         for session, events in pairs:
-            record = known[session.session_id]
-            if session.session_id in fresh:
+            sid = session.session_id
+            record = known[sid]
+            if sid in fresh:
                 result.append(RegisteredSession.model_construct(
-                    **session_fields(session),
+                    **session_fields(first[sid]),
                     batch_id=str(record['batch']),
                     session_number=record['number']))
             else:
