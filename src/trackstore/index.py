@@ -7,11 +7,14 @@ the partitions.
 
 A partition keeps
 
-- ``tracks``: track id -> record (flat bytes), so that tracks live inside
-  the buckets of one tree and the number of persistent objects written
-  grows with buckets, not with tracks;
-- one tree set per index of ``(encoded value + packed id)`` byte keys, so
-  a high-cardinality index (users) costs no persistent object per value;
+- ``records``: ``encoded user + packed id`` -> record (flat bytes). Tracks
+  live inside the buckets of this map, clustered by user: the tracks of
+  one user sit side by side, so reading them from disk reads a few
+  buckets, not one per track. Its keys are the user index too.
+- ``locations``: track id -> encoded user, to find a track by id;
+- one segmented tree set per other index of ``encoded value + packed id``
+  byte keys, so a high-cardinality index costs no persistent object per
+  value;
 - ``pairs``: ``encoded task + encoded user`` keys, for ``getUserNames``
   and ``getTaskIds`` without reading tracks.
 
@@ -26,8 +29,6 @@ import BTrees
 from BTrees.Length import Length
 from persistent import Persistent
 
-from trackstore import keys
-
 
 family = BTrees.family64
 
@@ -35,41 +36,50 @@ family = BTrees.family64
 # hands out 1, 2, 3 ... as a single writer always did.
 ID_BITS = 40
 ID_MASK = (1 << ID_BITS) - 1
+USER_INDEX = 'userName'
 
 
 class IndexSet(family.OO.TreeSet):
-    """A tree set with buckets larger than the default 30 keys.
-
-    Bulk inserts are sorted, so larger buckets mean fewer objects to
-    write per commit (measured in docs/performance.txt).
-    """
+    """A tree set with buckets larger than the default 30 keys: bulk
+    inserts are sorted, and fewer, larger buckets mean fewer objects to
+    write per commit (see docs/performance.txt)."""
     max_leaf_size = 250
     max_internal_size = 500
 
 
-class RecordTree(family.IO.BTree):
-    """Track id -> record bytes; ids grow, so inserts append."""
+class RecordMap(family.OO.BTree):
+    """Key -> record bytes, with larger buckets for the same reason."""
     max_leaf_size = 120
     max_internal_size = 500
 
 
-class SegmentedIndex(Persistent):
-    """An index kept as a few sorted segments, merged as they pile up.
+class Locations(family.IO.BTree):
+    """Track id -> encoded user; ids grow, so inserts append."""
+    max_leaf_size = 250
+    max_internal_size = 500
+
+
+class Segmented(Persistent):
+    """A sorted collection kept as a few segments, merged as they pile up.
 
     Random inserts into one big tree dirty nearly every bucket of a
     high-cardinality index (users) in each transaction, so the work per
-    commit would grow with the index. Here each ``add()`` writes its keys
-    into a new segment, whose buckets are all new, and segments of the
-    same size class (powers of ``FANOUT``) are merged into one: a key is
-    rewritten about log(n) times in its life instead of at every commit
-    that touches its bucket (a log-structured merge). Lookups visit every
-    segment; there are at most (FANOUT - 1) per size class.
+    commit would grow with the index. Here keys that do not all sort
+    after the newest segment go into a new segment, whose buckets are all
+    new, and segments of one size class (powers of ``FANOUT``) are merged
+    into one: a key is rewritten about log(n) times in its life instead
+    of at every commit that touches its bucket (a log-structured merge).
+    Keys that sort after everything (ids, time stamps) are appended to
+    the newest segment, which touches only its last bucket.
 
-    Keys in different segments may repeat (``pairs`` re-adds known
-    pairs); merging removes the repeats and readers ignore them.
+    Lookups visit every segment; there are at most ``FANOUT - 1`` per
+    size class. Keys of different segments may repeat in a set (``pairs``
+    re-adds known pairs): merging drops the repeats and readers ignore
+    them.
     """
 
     FANOUT = 4
+    segmentFactory = IndexSet
 
     def __init__(self):
         self.segments = []
@@ -81,12 +91,27 @@ class SegmentedIndex(Persistent):
     def level(cls, size):
         return int(math.log(max(size, 1), cls.FANOUT))
 
-    def add(self, sortedKeys):
-        if not sortedKeys:
+    def add(self, items):
+        """Add sorted keys (a set) or sorted (key, value) pairs (a map).
+        """
+        if not items:
             return
-        segment = IndexSet()
-        segment.update(sortedKeys)
-        segments = self.segments + [segment]
+        first = items[0] if self.segmentFactory is IndexSet \
+            else items[0][0]
+        if self.segments:
+            newest = self.segments[-1]
+            if len(newest) and newest.maxKey() < first:
+                self._update(newest, items)
+                return
+        segment = self.segmentFactory()
+        self._update(segment, items)
+        self.segments = self._merged(self.segments + [segment])
+
+    @staticmethod
+    def _update(segment, items):
+        segment.update(items)
+
+    def _merged(self, segments):
         while True:
             byLevel = {}
             for seg in segments:
@@ -94,23 +119,30 @@ class SegmentedIndex(Persistent):
             full = [group for group in byLevel.values()
                     if len(group) >= self.FANOUT]
             if not full:
-                break
+                return segments
             group = full[0]
-            merged = IndexSet()
-            allKeys = []
+            merged = self.segmentFactory()
+            allItems = []
             for seg in group:
-                allKeys.extend(seg.keys())
-            # Concatenated sorted runs: timsort merges them in linear time.
-            allKeys.sort()
-            merged.update(allKeys)
+                allItems.extend(self._items(seg))
+            # Concatenated sorted runs: timsort merges them in linear
+            # time; a later duplicate key is the same entry again.
+            allItems.sort()
+            self._update(merged, allItems)
             segments = [seg for seg in segments
                         if not any(seg is g for g in group)] + [merged]
-        self.segments = segments
+
+    @staticmethod
+    def _items(segment):
+        return segment.keys()
 
     def remove(self, key):
         for segment in self.segments:
             if key in segment:
-                segment.remove(key)
+                if isinstance(segment, IndexSet):
+                    segment.remove(key)
+                else:
+                    del segment[key]
 
     def clear(self):
         self.segments = []
@@ -125,6 +157,35 @@ class SegmentedIndex(Persistent):
 
     def __contains__(self, key):
         return any(key in segment for segment in self.segments)
+
+
+class SegmentedMap(Segmented):
+    """``Segmented`` with values: key -> record bytes."""
+
+    segmentFactory = RecordMap
+
+    @staticmethod
+    def _items(segment):
+        return segment.items()
+
+    @staticmethod
+    def _update(segment, items):
+        segment.update(items)
+
+    def get(self, key, default=None):
+        for segment in self.segments:
+            value = segment.get(key)
+            if value is not None:
+                return value
+        return default
+
+    def set(self, key, value):
+        """Replace the value of an existing key, where it is."""
+        for segment in self.segments:
+            if key in segment:
+                segment[key] = value
+                return
+        raise KeyError(key)
 
 
 def _unique(ordered):
@@ -143,6 +204,10 @@ def dump_record(taskId, runId, userName, timeStamp, data):
 load_record = pickle.loads
 
 
+def idOf(key):
+    return int.from_bytes(key[-8:], 'big')
+
+
 class Partition(Persistent):
     """The tracks of one writer (most of the time) and their indexes."""
 
@@ -151,10 +216,12 @@ class Partition(Persistent):
         self.lastId = number << ID_BITS
         self.owner = None
         self.leaseUntil = 0.0
-        self.tracks = RecordTree()
+        self.records = SegmentedMap()
+        self.locations = Locations()
         self.count = Length()
-        self.pairs = SegmentedIndex()
-        self.indexes = {name: SegmentedIndex() for name in indexNames}
+        self.pairs = Segmented()
+        self.indexes = {name: Segmented() for name in indexNames
+                        if name != USER_INDEX}
 
     def __repr__(self):
         return '<Partition %s: %s tracks>' % (self.number, self.count())
@@ -167,43 +234,88 @@ class Partition(Persistent):
             raise OverflowError('partition %s is full' % self.number)
         return range(first, first + n)
 
-    # index entries
+    def index(self, name):
+        return self.records if name == USER_INDEX else self.indexes[name]
+
+    # writing
+
+    def store(self, items, locations):
+        """Store records: ``items`` are (user key + id, record) pairs,
+        ``locations`` map ids to encoded users."""
+        items.sort()
+        self.records.add(items)
+        self.locations.update(locations)
+        self.count.change(len(locations))
+
+    def replace(self, key, record):
+        self.records.set(key, record)
+
+    def delete(self, trackId, key):
+        self.records.remove(key)
+        del self.locations[trackId]
+        self.count.change(-1)
 
     def addEntries(self, entries):
-        """Add index entries: ``{indexName: [key, ...]}``.
-
-        Keys are sorted first: a sorted ``update()`` walks the tree once
-        and touches each bucket once.
-        """
-        indexes = self.indexes
+        """Add index entries: ``{indexName: [key, ...]}``, each list
+        sorted first, so that one ``update()`` walks a tree once."""
         for name, keylist in entries.items():
+            if name == USER_INDEX:
+                continue
             keylist.sort()
-            indexes[name].add(keylist)
+            self.indexes[name].add(keylist)
 
     def removeEntries(self, entries):
-        indexes = self.indexes
         for name, keylist in entries.items():
-            tree = indexes[name]
+            if name == USER_INDEX:
+                continue
+            index = self.indexes[name]
             for key in keylist:
-                tree.remove(key)
+                index.remove(key)
 
     def addPairs(self, pairKeys):
         self.pairs.add(sorted(pairKeys))
+
+    # reading
+
+    def record(self, trackId):
+        """The record key and record of a track, or (None, None)."""
+        user = self.locations.get(trackId)
+        if user is None:
+            return None, None
+        key = user + trackId.to_bytes(8, 'big')
+        return key, self.records.get(key)
 
     def ids(self, name, low, high):
         """The ids of the index entries with low <= key < high, in no
         particular order (callers sort what they return)."""
         found = []
-        fromBytes = int.from_bytes
-        for segment in self.indexes[name].segments:
-            found.extend([fromBytes(key[-8:], 'big')
-                          for key in segment.keys(min=low, max=high,
-                                                  excludemax=True)])
+        for segment in self.index(name).segments:
+            found.extend([idOf(key) for key in segment.keys(
+                min=low, max=high, excludemax=True)])
         return found
 
     def iterIds(self, name, low, high):
         """Like ``ids()``, but lazily, for walking an index only as far
         as needed."""
-        for segment in self.indexes[name].segments:
+        for segment in self.index(name).segments:
             for key in segment.keys(min=low, max=high, excludemax=True):
-                yield int.from_bytes(key[-8:], 'big')
+                yield idOf(key)
+
+    def recordsIn(self, low, high):
+        """(id, record) of the tracks whose user key is in the range: the
+        user index answers with the records themselves."""
+        found = []
+        for segment in self.records.segments:
+            found.extend([(idOf(key), record) for key, record in
+                          segment.items(min=low, max=high,
+                                        excludemax=True)])
+        return found
+
+    def items(self):
+        """(id, record) of all tracks, by id."""
+        found = []
+        for segment in self.records.segments:
+            found.extend((idOf(key), record)
+                         for key, record in segment.items())
+        found.sort(key=lambda item: item[0])
+        return found

@@ -15,7 +15,9 @@ from zope.interface import implementer
 from trackstore import ids
 from trackstore import keys
 from trackstore.index import ID_BITS
+from trackstore.index import USER_INDEX
 from trackstore.index import Partition
+from trackstore.index import Segmented
 from trackstore.index import dump_record
 from trackstore.index import family
 from trackstore.index import load_record
@@ -345,16 +347,15 @@ class TrackingStorage(Persistent):
         extra = [name for name in self.indexNames if name not in METADATA]
         encode = keys.encode
         encodeTime = keys.encode_float
-        packId = keys.pack_id
         now = time.time()
         # Per (task, run): the run and the encoded task and run id, which
         # repeat across rows and need not be encoded again.
         seen = {}
-        records = {}
+        items = []
+        locations = {}
         entries = {name: [] for name in self.indexNames}
         addTask = entries['taskId'].append
         addRun = entries['runId'].append
-        addUser = entries['userName'].append
         addTime = entries['timeStamp'].append
         pairs = set()
         result = []
@@ -374,13 +375,13 @@ class TrackingStorage(Persistent):
             data = {} if data is None else dict(data)
             if timeStamp > run.end:
                 run.end = timeStamp
-            records[trackId] = dump_record(
-                taskId, run.id, userName, timeStamp, data)
-            packed = packId(trackId)
+            packed = trackId.to_bytes(8, 'big')
             encUser = encode(userName)
+            items.append((encUser + packed, dump_record(
+                taskId, run.id, userName, timeStamp, data)))
+            locations[trackId] = encUser
             addTask(encTask + packed)
             addRun(encRun + packed)
-            addUser(encUser + packed)
             addTime(encodeTime(float(timeStamp)) + packed)
             if extra:
                 track = factory(taskId, run.id, userName, data, timeStamp)
@@ -389,46 +390,46 @@ class TrackingStorage(Persistent):
                         encode(track.indexValue(name)) + packed)
             pairs.add(encTask + encUser)
             result.append(formatId(trackId))
-        partition.tracks.update(records)
+        partition.store(items, locations)
         partition.addEntries(entries)
         partition.addPairs(pairs)
-        partition.count.change(len(records))
         return result
 
-    def _replace(self, track, data, overwrite, timeStamp=None):
-        trackId = int(track.__name__)
+    def _stored(self, track):
+        """(id, partition, record key, stored track) of a track or id."""
+        trackId = int(getattr(track, '__name__', track))
         partition = self._partitionOf(trackId)
-        stored = self._load(trackId)
-        if stored is None:
-            raise KeyError(track.__name__)
+        if partition is not None:
+            key, record = partition.record(trackId)
+            if record is not None:
+                stored = self.trackFactory.fromRecord(trackId, record)
+                return trackId, partition, key, stored
+        raise KeyError(formatId(trackId))
+
+    def _replace(self, track, data, overwrite, timeStamp=None):
+        trackId, partition, key, stored = self._stored(track)
         new = dict(data) if overwrite else dict(stored.data, **data)
-        updated = self.trackFactory.fromRecord(trackId, dump_record(
+        record = dump_record(
             stored.taskId, stored.runId, stored.userName,
-            stored.timeStamp if timeStamp is None else timeStamp, new))
+            stored.timeStamp if timeStamp is None else timeStamp, new)
+        updated = self.trackFactory.fromRecord(trackId, record)
         old = self._entries(trackId, stored)
         fresh = self._entries(trackId, updated)
         changed = [name for name in old if old[name] != fresh[name]]
         partition.removeEntries({name: [old[name]] for name in changed})
         partition.addEntries({name: [fresh[name]] for name in changed})
-        partition.tracks[trackId] = dump_record(
-            updated.taskId, updated.runId, updated.userName,
-            updated.timeStamp, updated.data)
+        partition.replace(key, record)
         return updated
 
     def updateTrack(self, track, data, overwrite=False):
         return self._replace(track, data, overwrite)
 
     def removeTrack(self, track):
-        trackId = int(getattr(track, '__name__', track))
-        stored = self._load(trackId)
-        if stored is None:
-            raise KeyError(formatId(trackId))
-        partition = self._partitionOf(trackId)
+        trackId, partition, key, stored = self._stored(track)
         partition.removeEntries(
-            {name: [key]
-             for name, key in self._entries(trackId, stored).items()})
-        del partition.tracks[trackId]
-        partition.count.change(-1)
+            {name: [entry]
+             for name, entry in self._entries(trackId, stored).items()})
+        partition.delete(trackId, key)
         if not self.query(taskId=stored.taskId, userName=stored.userName):
             pair = keys.encode(stored.taskId) + keys.encode(stored.userName)
             for p in self.partitions.values():
@@ -450,16 +451,19 @@ class TrackingStorage(Persistent):
              for name, key in self._entries(trackId, track).items()})
 
     def reindexTracks(self):
+        """Rebuild the indexes (all but the user index, which holds the
+        records themselves) from the stored tracks."""
         for partition in self.partitions.values():
             for name in self.indexNames:
-                if name not in partition.indexes:
-                    partition.indexes[name] = type(partition.pairs)()
+                if name != USER_INDEX and name not in partition.indexes:
+                    partition.indexes[name] = Segmented()
                     partition._p_changed = True
-            for tree in list(partition.indexes.values()) + [partition.pairs]:
-                tree.clear()
+            for index in list(partition.indexes.values()) + [
+                    partition.pairs]:
+                index.clear()
             entries = {name: [] for name in self.indexNames}
             pairs = set()
-            for trackId, record in partition.tracks.items():
+            for trackId, record in partition.items():
                 track = self.trackFactory.fromRecord(trackId, record)
                 for name, key in self._entries(trackId, track).items():
                     entries[name].append(key)
@@ -474,7 +478,7 @@ class TrackingStorage(Persistent):
         partition = self._partitionOf(trackId)
         if partition is None:
             return None
-        record = partition.tracks.get(trackId)
+        record = partition.record(trackId)[1]
         if record is None:
             return None
         return self.trackFactory.fromRecord(trackId, record)
@@ -491,7 +495,7 @@ class TrackingStorage(Persistent):
     def values(self):
         fromRecord = self.trackFactory.fromRecord
         for partition in self.partitions.values():
-            for trackId, record in partition.tracks.items():
+            for trackId, record in partition.items():
                 yield fromRecord(trackId, record)
 
     def getUserTracks(self, taskId, runId, userName):
@@ -540,16 +544,25 @@ class TrackingStorage(Persistent):
         partitions = list(self.partitions.values())
         driver = self._smallest(criteria, partitions)
         others = [c for c in criteria if c is not driver]
-        load = self._load
-        found = []
-        for trackId in set(driver.ids(partitions)):
-            track = load(trackId)
-            if track is None:
-                continue
-            if all(c.test(track.indexValue(c.name)) for c in others):
-                found.append(((float(track.timeStamp), trackId), track))
-        found.sort(key=lambda item: item[0])
-        return [track for _, track in found]
+        fromRecord = self.trackFactory.fromRecord
+        found = {}
+        if driver.name == USER_INDEX:
+            # The user index holds the records: no second lookup.
+            for partition in partitions:
+                for low, high in driver.ranges():
+                    for trackId, record in partition.recordsIn(low, high):
+                        found[trackId] = fromRecord(trackId, record)
+        else:
+            load = self._load
+            for trackId in set(driver.ids(partitions)):
+                track = load(trackId)
+                if track is not None:
+                    found[trackId] = track
+        result = [((float(track.timeStamp), trackId), track)
+                  for trackId, track in found.items()
+                  if all(c.test(track.indexValue(c.name)) for c in others)]
+        result.sort(key=lambda item: item[0])
+        return [track for _, track in result]
 
     def _criteria(self, criteria):
         timeFrom = criteria.pop('timeFrom', None)
@@ -575,7 +588,7 @@ class TrackingStorage(Persistent):
         number of criteria.
         """
         for criterion in criteria:
-            if criterion.name == 'userName':
+            if criterion.name == USER_INDEX:
                 return criterion
         if len(criteria) == 1:
             return criteria[0]
