@@ -121,9 +121,9 @@ class ITrackingStorage(Interface):
     def reindexTracks():
         """Rebuild every index from the stored tracks."""
 
-    def startRun(taskId):
+    def startRun(taskId, start=None):
         """Start a new run for the task, make it the task's current run
-        and return its id."""
+        and return its id. ``start`` defaults to now."""
 
     def stopRun(taskId=None, runId=0, finish=True):
         """Stop a run (the task's current one with ``runId=0``).
@@ -139,6 +139,18 @@ class ITrackingStorage(Interface):
 
     def getRuns(taskId=None):
         """Return the runs (of the task, or all), by id."""
+
+    def saveTracks(rows):
+        """Save many tracks at once and return their ids, in order.
+
+        ``rows`` are mappings with ``taskId``, ``runId`` (0 or missing:
+        the current run), ``userName``, ``data`` and optionally
+        ``timeStamp``; each is saved as ``saveUserTrack`` would save it.
+        """
+
+    def releasePartition():
+        """Give up the partition this connection writes into, so that
+        the next writer reuses it. Call it when a writer is done."""
 
     def __len__():
         """The number of stored tracks."""

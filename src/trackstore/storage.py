@@ -260,9 +260,9 @@ class TrackingStorage(Persistent):
 
     # runs
 
-    def startRun(self, taskId=None):
+    def startRun(self, taskId=None, start=None):
         runId = self.runs.maxKey() + 1 if len(self.runs) else 1
-        self.runs[runId] = Run(runId, taskId)
+        self.runs[runId] = Run(runId, taskId, start)
         self.currentRuns[taskId] = runId
         self.runCount.change(1)
         return runId
@@ -290,7 +290,7 @@ class TrackingStorage(Persistent):
             return list(runs)
         return [run for run in runs if run.taskId == taskId]
 
-    def _resolveRun(self, taskId, runId, create=True):
+    def _resolveRun(self, taskId, runId, create=True, start=None):
         if runId:
             run = self.runs.get(runId)
             if run is None:
@@ -298,7 +298,9 @@ class TrackingStorage(Persistent):
             return run
         run = self.getRun(taskId)
         if run is None and create:
-            run = self.runs[self.startRun(taskId)]
+            # A run started by a save begins with that save's track,
+            # which may be older than now when tracks are loaded.
+            run = self.runs[self.startRun(taskId, start)]
         return run
 
     @staticmethod
@@ -320,8 +322,8 @@ class TrackingStorage(Persistent):
 
     def saveUserTrack(self, taskId, runId, userName, data, update=False,
                       timeStamp=None, overwrite=False):
-        run = self._resolveRun(taskId, runId)
         timeStamp = time.time() if timeStamp is None else timeStamp
+        run = self._resolveRun(taskId, runId, start=timeStamp)
         if update:
             last = self.getLastUserTrack(taskId, run.id, userName)
             if last is not None:
@@ -362,19 +364,18 @@ class TrackingStorage(Persistent):
         for trackId, row in zip(partition.nextIds(len(rows)), rows):
             taskId = row['taskId']
             runKey = (taskId, row.get('runId', 0))
+            timeStamp = row.get('timeStamp')
+            timeStamp = now if timeStamp is None else timeStamp
             known = seen.get(runKey)
             if known is None:
-                run = self._resolveRun(*runKey)
+                run = self._resolveRun(*runKey, start=timeStamp)
                 known = seen[runKey] = (run, encode(taskId),
                                         encode(run.id))
             run, encTask, encRun = known
-            timeStamp = row.get('timeStamp')
-            timeStamp = now if timeStamp is None else timeStamp
             userName = row['userName']
             data = row.get('data')
             data = {} if data is None else dict(data)
-            if timeStamp > run.end:
-                run.end = timeStamp
+            self._touchRun(run, timeStamp)
             packed = trackId.to_bytes(8, 'big')
             encUser = encode(userName)
             items.append((encUser + packed, dump_record(
