@@ -214,6 +214,8 @@ class TrackingStorage(Persistent):
         self.partitions = family.IO.BTree()
         self.partitions[0] = Partition(0, self.indexNames)
         self.runs = family.IO.BTree()
+        # Keyed by encoded task id: task ids of different types (str, int)
+        # do not compare, their encodings do.
         self.currentRuns = family.OI.BTree()
         self.runCount = Length()
         # Adapters (the clickstream DAO, ingestion) keep their own state
@@ -263,7 +265,7 @@ class TrackingStorage(Persistent):
     def startRun(self, taskId=None, start=None):
         runId = self.runs.maxKey() + 1 if len(self.runs) else 1
         self.runs[runId] = Run(runId, taskId, start)
-        self.currentRuns[taskId] = runId
+        self.currentRuns[keys.encode(taskId)] = runId
         self.runCount.change(1)
         return runId
 
@@ -271,15 +273,16 @@ class TrackingStorage(Persistent):
         run = self.getRun(taskId, runId)
         if run is None:
             return 0
-        if self.currentRuns.get(run.taskId) == run.id:
-            del self.currentRuns[run.taskId]
+        current = keys.encode(run.taskId)
+        if self.currentRuns.get(current) == run.id:
+            del self.currentRuns[current]
         if finish and not run.finished:
             run.finished = True
         return run.id
 
     def getRun(self, taskId=None, runId=0):
         if not runId:
-            runId = self.currentRuns.get(taskId)
+            runId = self.currentRuns.get(keys.encode(taskId))
             if runId is None:
                 return None
         return self.runs.get(runId)
