@@ -43,7 +43,7 @@ DEFAULT_PATH = os.path.join('var', 'trackstore.fs')
 CONNECT_TIMEOUT = 5
 
 #: Times a unit of work is tried before its conflict is raised.
-DEFAULT_ATTEMPTS = 20
+DEFAULT_ATTEMPTS = 50
 
 SCHEMES = ('file', 'memory', 'zeo', 'postgresql', 'postgres', 'zconfig')
 
@@ -90,13 +90,19 @@ def open_db(uri=None, **kw):
     ``connection_cache_size`` etc.) come next, and ``cache_size``
     defaults to ``DEFAULT_CACHE_SIZE``.
     """
-    uri, storage, dbkw = _open_storage(uri)
-    dbkw.update(kw)
-    try:
-        return ZODB.DB(storage, **dbkw)
-    except Exception as e:
-        storage.close()
-        raise TrackstoreDBError(uri, _explain(scheme_of(uri), e)) from e
+    for attempt in range(DEFAULT_ATTEMPTS):
+        uri, storage, dbkw = _open_storage(uri)
+        dbkw.update(kw)
+        try:
+            return ZODB.DB(storage, **dbkw)
+        except Exception as e:
+            storage.close()
+            # Processes that open a new database at once all try to
+            # write its root object: the losers conflict; try again.
+            if attempt + 1 < DEFAULT_ATTEMPTS and is_retryable(e):
+                _pause(attempt)
+                continue
+            raise TrackstoreDBError(uri, _explain(scheme_of(uri), e)) from e
 
 
 def open_storage(uri=None):
@@ -136,6 +142,14 @@ def _open_storage(uri):
         storage = factory()
     except Exception as e:
         raise TrackstoreDBError(uri, _explain(scheme, e)) from e
+    if scheme == 'zeo' and _query(uri).get('server_sync', '1') != '0':
+        # A ZEO client learns of other clients' commits asynchronously;
+        # without a round trip at transaction begin, a writer retrying
+        # after a conflict may still see the old state and conflict
+        # again and again. zodburi cannot pass server_sync, so set it as
+        # ClientStorage itself does once connected (and on reconnects).
+        storage.server_sync = True
+        storage.sync = storage.ping
     return uri, storage, dbkw
 
 
@@ -317,7 +331,8 @@ def is_retryable(error):
 def _pause(attempt):
     # A short random backoff so that writers that just collided do not
     # collide again in lock step.
-    time.sleep(random.uniform(0, 0.002 * (2 ** min(attempt, 6))))
+    # The cap keeps a writer that lost many times from sleeping long.
+    time.sleep(random.uniform(0, min(0.25, 0.004 * 2 ** attempt)))
 
 
 class Writer:
