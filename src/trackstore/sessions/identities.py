@@ -53,14 +53,17 @@ class Identities:
                 self.customers[stamp] = (customer, hit.us, hit.idkey)
                 self._changed_customers.add(stamp)
             return 'c:' + customer
-        own = hit.client or stamp
+        return 'a:' + self.owner(stamp, hit.client or stamp)
+
+    def owner(self, stamp, client):
+        """The client owning ``stamp``: the first one seen with it."""
         owner = self.owners.get(stamp)
         if owner is None:
-            self.owners[stamp] = owner = own
+            self.owners[stamp] = owner = client
             self._changed_owners.add(stamp)
-        elif owner != own:
+        elif owner != client:
             self.merged += 1
-        return 'a:' + owner
+        return owner
 
     def user_of(self, stamp, horizon):
         """The customer stitched to an anonymous session on ``stamp``
