@@ -232,7 +232,11 @@ class TrackingStorage(Persistent):
             return self.partitions[0]
         token = ids.ownerToken(jar)
         cached = getattr(self, '_v_partition', None)
-        if (cached is not None and cached.owner == token
+        # The cache may hold a partition created in a transaction that
+        # was aborted since: one that is not in the tree is no partition.
+        if (cached is not None and cached._p_jar is jar
+                and self.partitions.get(cached.number) is cached
+                and cached.owner == token
                 and cached.leaseUntil - time.time() > ids.LEASE / 2):
             return cached
         partition = ids.claim(self.partitions, token, self._newPartition)
