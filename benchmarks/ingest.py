@@ -1,0 +1,241 @@
+"""Ingest benchmark: raw hits in, side by side with the alternatives.
+
+On the same generated hit file (seed 002's format, JSON Lines), each of
+these runs as its own subprocess, so its peak RSS is its own:
+
+- floor: orjson parses every line into a dict, nothing else;
+- trackstore: ``trackstore ingest FILE --db file://...`` (validation,
+  dedupe, streaming sessionizer, sessions and events stored, FileStorage);
+- seed way: what seed 002 did: pandas reads the hits, sorts them, marks
+  30-minute sessions with groupby/diff/cumsum, ``DataFrame.to_sql`` into
+  SQLite;
+- sqlite: plain SQLite loading of the raw hits (orjson per line,
+  ``executemany`` per 20,000) into a table with three indexes (customer
+  id, timestamp, type).
+
+It prints hits/s, peak RSS and bytes on disk per hit, with ratios to the
+floor and to plain SQLite, for a small and a large file (default 1M and
+4M hits), so that a growing peak RSS shows.
+
+    .venv/bin/python benchmarks/ingest.py            # 1M and 4M hits
+    .venv/bin/python benchmarks/ingest.py --hits 200000 --big 0  # quick
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.path.dirname(sys.executable)
+TRACKSTORE = os.path.join(BIN, 'trackstore')
+
+
+# -- the workloads, each run in a child: ``ingest.py --run NAME FILE DIR``
+
+
+def run_floor(path, workdir):
+    import orjson
+    loads = orjson.loads
+    n = 0
+    with open(path, 'rb') as f:
+        for line in f:
+            loads(line)
+            n += 1
+    return n
+
+
+def run_sqlite(path, workdir):
+    import sqlite3
+
+    import orjson
+    loads = orjson.loads
+    db = sqlite3.connect(os.path.join(workdir, 'hits.sqlite'))
+    db.execute('CREATE TABLE hits (id INTEGER PRIMARY KEY, type TEXT, '
+               'customer_id TEXT, ts TEXT, event TEXT)')
+    db.execute('CREATE INDEX hits_customer ON hits (customer_id)')
+    db.execute('CREATE INDEX hits_ts ON hits (ts)')
+    db.execute('CREATE INDEX hits_type ON hits (type)')
+    sql = 'INSERT OR IGNORE INTO hits VALUES (?, ?, ?, ?, ?)'
+    n = 0
+    rows = []
+    with open(path, 'rb') as f:
+        for line in f:
+            try:
+                hit = loads(line)
+                event = hit['event']
+                cid = event.get('customer-id')
+                rows.append((
+                    hit['id'], hit['type'],
+                    None if cid is None else str(cid),
+                    event['timestamp'], orjson.dumps(event).decode()))
+            except Exception:
+                continue
+            n += 1
+            if len(rows) >= 20000:
+                db.executemany(sql, rows)
+                db.commit()
+                rows = []
+    db.executemany(sql, rows)
+    db.commit()
+    db.close()
+    return n
+
+
+def run_seed(path, workdir):
+    # Seed 002: read the JSON into pandas, flatten the event, drop hits
+    # without a customer, sort, sessionize (a gap over 30 minutes starts
+    # a session), write to SQL (SQLite here, PostgreSQL in the seed).
+    import sqlite3
+
+    import pandas as pd
+    df = pd.read_json(path, lines=True)
+    n = len(df)
+    events = pd.json_normalize(df['event'].tolist())
+    df = pd.concat([df.drop(columns=['event']), events], axis=1)
+    df = df[df['customer-id'].notna()]
+    df['timestamp'] = pd.to_datetime(df['timestamp'], errors='coerce')
+    df = df.sort_values(['customer-id', 'timestamp'])
+    gap = df.groupby('customer-id')['timestamp'].diff()
+    new = gap.isna() | (gap > pd.Timedelta(minutes=30))
+    df['session_id'] = new.cumsum()
+    db = sqlite3.connect(os.path.join(workdir, 'seed.sqlite'))
+    df.to_sql('hits', db, index=False, chunksize=20000)
+    db.commit()
+    db.close()
+    return n
+
+
+WORKLOADS = {
+    'floor': run_floor,
+    'trackstore': None,    # the console script itself, see measure()
+    'seed way': run_seed,
+    'sqlite': run_sqlite,
+}
+
+
+# -- the driver ----------------------------------------------------------
+
+
+def measure(name, path, hits, workdir):
+    """Run one workload in a child process; return (seconds, rss, disk).
+    """
+    wd = tempfile.mkdtemp(prefix='bench-', dir=workdir)
+    if name == 'trackstore':
+        # Run the console script directly so its peak RSS is its own.
+        uri = 'file://' + os.path.join(wd, 'trackstore.fs')
+        cmd = [TRACKSTORE, 'ingest', path, '--db', uri]
+    else:
+        cmd = [sys.executable, os.path.abspath(__file__), '--run', name,
+               path, wd]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    out = proc.stdout.read().decode()
+    err = proc.stderr.read().decode()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit('%s failed (%s):\n%s%s'
+                         % (name, proc.returncode, out, err))
+    if name == 'trackstore':
+        print('   ', out.strip().splitlines()[-1], file=sys.stderr)
+    rss = usage.ru_maxrss * 1024     # kilobytes on Linux
+    disk = sum(os.path.getsize(os.path.join(wd, f)) for f in os.listdir(wd)
+               if os.path.isfile(os.path.join(wd, f)))
+    shutil.rmtree(wd, ignore_errors=True)
+    return seconds, rss, disk
+
+
+def count_lines(path):
+    n = 0
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            n += block.count(b'\n')
+    return n
+
+
+def generate(target, workdir, seed=2):
+    """Generate a hit file of about ``target`` hits with the generator.
+    """
+    path = os.path.join(workdir, 'hits-%d.jsonl' % target)
+    if os.path.exists(path):
+        return path, count_lines(path)
+    # Calibrate hits per customer on a small run, then scale.
+    probe = os.path.join(workdir, 'probe.jsonl')
+    subprocess.run([TRACKSTORE, 'generate', '--customers', '1000',
+                    '--days', '30', '--seed', str(seed), '-o', probe],
+                   check=True, stdout=subprocess.DEVNULL)
+    per_customer = count_lines(probe) / 1000.0
+    os.unlink(probe)
+    customers = max(1, int(round(target / per_customer)))
+    subprocess.run([TRACKSTORE, 'generate', '--customers', str(customers),
+                    '--days', '30', '--seed', str(seed), '-o', path],
+                   check=True, stdout=subprocess.DEVNULL)
+    return path, count_lines(path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--hits', type=int, default=1000000)
+    parser.add_argument('--big', type=int, default=4000000,
+                        help='hits of the large file (0: skip it)')
+    parser.add_argument('--big-only', default='trackstore,floor',
+                        help='workloads to run on the large file')
+    parser.add_argument('--workdir', default=None)
+    parser.add_argument('--file', default=None,
+                        help='use this hit file instead of generating one')
+    parser.add_argument('--run', nargs=3, metavar=('NAME', 'FILE', 'DIR'),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run:
+        name, path, wd = args.run
+        WORKLOADS[name](path, wd)
+        return
+    workdir = args.workdir or tempfile.mkdtemp(prefix='trackstore-bench-')
+    os.makedirs(workdir, exist_ok=True)
+    sizes = [args.hits] + ([args.big] if args.big else [])
+    rows = []
+    for size in sizes:
+        if args.file:
+            path, lines = args.file, count_lines(args.file)
+        else:
+            print('generating about %d hits ...' % size, file=sys.stderr)
+            path, lines = generate(size, workdir)
+        names = list(WORKLOADS)
+        if size != sizes[0]:
+            wanted = args.big_only.split(',')
+            names = [n for n in names if n in wanted]
+        for name in names:
+            print('  %s on %d lines ...' % (name, lines), file=sys.stderr)
+            seconds, rss, disk = measure(name, path, lines, workdir)
+            rows.append((lines, name, seconds, rss, disk))
+            print('    %.1f s, %.0f MiB' % (seconds, rss / 2 ** 20),
+                  file=sys.stderr)
+        if args.file:
+            break
+    print_table(rows)
+
+
+def print_table(rows):
+    rate = {(r[0], r[1]): r[0] / r[2] for r in rows}
+    print('| hits | workload | hits/s | vs floor | vs sqlite | peak RSS MiB '
+          '| disk bytes/hit |')
+    print('| ---: | --- | ---: | ---: | ---: | ---: | ---: |')
+    for lines, name, seconds, rss, disk in rows:
+        r = lines / seconds
+        floor = rate.get((lines, 'floor'))
+        sqlite = rate.get((lines, 'sqlite'))
+        print('| {:,} | {} | {:,.0f} | {} | {} | {:,.0f} | {} |'.format(
+            lines, name, r,
+            '%.2fx' % (r / floor) if floor else '-',
+            '%.2fx' % (r / sqlite) if sqlite else '-',
+            rss / 2 ** 20,
+            '%.0f' % (disk / lines) if disk else '0'))
+
+
+if __name__ == '__main__':
+    main()
