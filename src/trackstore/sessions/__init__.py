@@ -72,10 +72,14 @@ from trackstore.sessions.closed import ClosedSession
 from trackstore.sessions.closed import session_id
 from trackstore.sessions.closers import CollectingCloser
 from trackstore.sessions.closers import PrintingCloser
+from trackstore.sessions.closers import StoringCloser
+from trackstore.sessions.closers import to_clickstream
+from trackstore.sessions.generate import generate
 from trackstore.sessions.hits import Hit
 from trackstore.sessions.hits import Reject
 from trackstore.sessions.hits import RejectsWriter
 from trackstore.sessions.hits import format_us
+from trackstore.sessions.hits import make_hit
 from trackstore.sessions.hits import open_input
 from trackstore.sessions.hits import parse_line
 from trackstore.sessions.hits import parse_record
@@ -90,8 +94,9 @@ from trackstore.sessions.stream import StreamEngine
 
 __all__ = [
     'ClosedSession', 'CollectingCloser', 'Hit', 'Identities',
-    'PrintingCloser', 'Reject', 'RejectsWriter', 'Rules', 'StreamEngine',
-    'format_us', 'open_input', 'parse_duration', 'parse_line',
+    'PrintingCloser', 'Reject', 'RejectsWriter', 'Rules', 'StoringCloser',
+    'StreamEngine', 'to_clickstream', 'generate',
+    'format_us', 'make_hit', 'open_input', 'parse_duration', 'parse_line',
     'parse_record', 'parse_timestamp', 'read_hits', 'read_records',
     'session_id', 'sessionize',
 ]

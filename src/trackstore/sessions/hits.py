@@ -303,20 +303,21 @@ class _Prefixed(io.RawIOBase):
 
 
 def _sniff(f, n):
-    """(first n bytes, a stream still starting at them)."""
+    """(first n bytes, a stream still starting at them).
+
+    Peeks when the stream can; else reads them and puts them back in
+    front (seeking back is not safe: a gzip stream over a pipe claims
+    to seek and fails)."""
     if hasattr(f, 'peek'):
-        head = f.peek(n)[:n]
-        if len(head) >= n or not head:
-            return head, f
-    try:
-        if f.seekable():
-            pos = f.tell()
-            head = f.read(n)
-            f.seek(pos)
-            return head, f
-    except (AttributeError, OSError):
-        pass
-    head = f.read(n)
+        head = f.peek(n)
+        if len(head) >= n:
+            return head[:n], f
+    head = b''
+    while len(head) < n:
+        data = f.read(n - len(head))
+        if not data:
+            break
+        head += data
     return head, io.BufferedReader(_Prefixed(head, f), 1 << 16)
 
 
@@ -351,6 +352,11 @@ def read_records(source):
     of JSON Lines (blank lines skipped), or the items of one JSON array
     read item by item (``lineno`` is where the item starts). Memory stays
     bounded whatever the input's size."""
+    if (isinstance(source, (str, bytes)) or hasattr(source, '__fspath__')) \
+            and source not in ('-', b'-'):
+        with open(source, 'rb') as f:
+            yield from read_records(f)
+        return
     f, is_array = open_input(source)
     if is_array:
         yield from split_array(f)
@@ -558,3 +564,21 @@ def reason_kind(reason):
         if reason.startswith(kind):
             return kind
     return reason
+
+
+def make_hit(id, timestamp, type='page_view', customer=None,
+             ip='192.0.2.1', user_agent='Mozilla/5.0', **fields):
+    """A ``Hit`` built like one read from input (for tests, docs and
+    code that has hits as values): ``timestamp`` is ISO text or float
+    seconds; ``fields`` are the event's other fields (``query``,
+    ``page``, ``session_stamp`` for ``session-stamp``, ``client_id`` for
+    ``client-id``...)."""
+    event = {'user-agent': user_agent, 'ip': ip, 'customer-id': customer,
+             'timestamp': timestamp}
+    for name, value in fields.items():
+        event[name.replace('_', '-') if name in (
+            'session_stamp', 'client_id') else name] = value
+    hit = parse_record({'id': id, 'type': type, 'event': event}, 0)
+    if hit.__class__ is Reject:
+        raise ValueError(hit.reason)
+    return hit
