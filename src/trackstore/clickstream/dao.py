@@ -27,6 +27,9 @@ from trackstore.clickstream.records import BatchRecord
 from trackstore.clickstream.records import ClickstreamRecords
 from trackstore.clickstream.records import pack_events
 from trackstore.clickstream.records import pack_session
+from trackstore.clickstream.records import slot
+from trackstore.clickstream.records import slot_range
+from trackstore.clickstream.records import split_slot
 from trackstore.clickstream.records import unpack_events
 from trackstore.clickstream.records import unpack_session
 from trackstore.interfaces import IClickstreamBulkDao
@@ -118,6 +121,13 @@ def event_model(session_id, stored):
         created_at=stored['created_at'], meta=stored['meta'])
 
 
+def loaded(key, raw):
+    """The stored dict of a session with its ``batch`` and ``number``."""
+    record = unpack_session(raw)
+    record['batch'], record['number'] = split_slot(key)
+    return record
+
+
 def registered_from_record(record):
     return RegisteredSession.model_validate(dict(
         record['session'], batch_id=str(record['batch']),
@@ -187,6 +197,18 @@ class ClickstreamDao:
             records = annotations[self.annotation_key] = ClickstreamRecords()
         return records
 
+    @staticmethod
+    def _load(records, session_id):
+        """``(slot, record)`` of a stored session, or ``(None, None)``.
+
+        The record is the stored dict plus its ``batch`` and ``number``.
+        """
+        key = records.slots.get(session_id) if records is not None \
+            else None
+        if key is None:
+            return None, None
+        return key, loaded(key, records.sessions[key])
+
     def _collecting(self, records):
         """The collecting batch, opened (a new run) when there is none."""
         run_id = records.collecting
@@ -224,9 +246,9 @@ class ClickstreamDao:
     def register_session(self, session):
         session = as_model(Session, session)
         records = self._records(create=True)
-        raw = records.sessions.get(session.session_id)
-        if raw is not None:
-            return registered_from_record(unpack_session(raw))
+        key, record = self._load(records, session.session_id)
+        if record is not None:
+            return registered_from_record(record)
         batch = self._collecting(records)
         number = self._allocate(batch, 1)
         data = session.model_dump(mode='json', include=set(SESSION_FIELDS))
@@ -234,9 +256,9 @@ class ClickstreamDao:
             self.taskId, batch.run_id, session.user_id or '',
             session_track_data(data, number),
             timeStamp=float(session.created_at))
-        records.sessions[session.session_id] = pack_session(
-            data, batch.run_id, number, track_id)
-        batch.numbers[number] = session.session_id
+        key = slot(batch.run_id, number)
+        records.sessions[key] = pack_session(data, track_id)
+        records.slots[session.session_id] = key
         return RegisteredSession.model_construct(
             **session_fields(session), batch_id=str(batch.run_id),
             session_number=number)
@@ -245,27 +267,29 @@ class ClickstreamDao:
         session = as_model(Session, session)
         sid = session.session_id
         records = self._records()
-        raw = records.sessions.get(sid) if records is not None else None
-        if raw is None:
+        old_key, old = self._load(records, sid)
+        if old is None:
             raise SessionNotFound([sid])
         forget_orphan_partition(self.storage)
-        old = unpack_session(raw)
         old_batch = records.batches[old['batch']]
-        del old_batch.numbers[old['number']]
         old_batch.session_counter -= 1
+        del records.sessions[old_key]
+        raw_events = records.events.get(old_key)
+        if raw_events is not None:
+            del records.events[old_key]
         batch = self._collecting(records)
         number = self._allocate(batch, 1)
+        key = slot(batch.run_id, number)
         data = session.model_dump(mode='json', include=set(SESSION_FIELDS))
         user = session.user_id or ''
         self._remove_track(old['track'])
         track_id = self.storage.saveUserTrack(
             self.taskId, batch.run_id, user, session_track_data(data, number),
             timeStamp=float(session.created_at))
-        records.sessions[sid] = pack_session(
-            data, batch.run_id, number, track_id)
-        batch.numbers[number] = sid
+        records.sessions[key] = pack_session(data, track_id)
+        records.slots[sid] = key
+        events = unpack_events(raw_events)
         old_user = old['session'].get('user_id') or ''
-        events = unpack_events(records.events.get(sid))
         if events and (batch.run_id != old['batch'] or user != old_user):
             # The events follow the session into its new run (and user),
             # so query(runId=...) shows the batch as get_batch_sessions.
@@ -279,24 +303,23 @@ class ClickstreamDao:
             } for event in events]
             for event, track_id in zip(events, self.storage.saveTracks(rows)):
                 event['track'] = track_id
-            records.events[sid] = pack_events(events)
+            raw_events = pack_events(events)
+        if raw_events is not None:
+            records.events[key] = raw_events
         return RegisteredSession.model_construct(
             **session_fields(session), batch_id=str(batch.run_id),
             session_number=number)
 
     def mark_session_irrelevant(self, session_id):
         records = self._records()
-        raw = records.sessions.get(session_id) if records is not None \
-            else None
-        if raw is None:
+        key, record = self._load(records, session_id)
+        if record is None:
             return None
-        record = unpack_session(raw)
         if not record['session'].get('is_irrelevant'):
             forget_orphan_partition(self.storage)
             record['session']['is_irrelevant'] = True
-            records.sessions[session_id] = pack_session(
-                record['session'], record['batch'], record['number'],
-                record['track'])
+            records.sessions[key] = pack_session(
+                record['session'], record['track'])
             track = self.storage.getTrack(record['track'])
             if track is not None:
                 self.storage.updateTrack(track, {'is_irrelevant': True})
@@ -304,21 +327,20 @@ class ClickstreamDao:
 
     def get_session(self, session_id, events_limit=DEFAULT_EVENTS_LIMIT):
         records = self._records()
-        raw = records.sessions.get(session_id) if records is not None \
-            else None
-        if raw is None:
+        key, record = self._load(records, session_id)
+        if record is None:
             return None
-        return self._with_events(
-            records, session_id, unpack_session(raw), events_limit)
+        return self._with_events(records, key, record, events_limit)
 
-    def _with_events(self, records, session_id, record, events_limit):
-        events = unpack_events(records.events.get(session_id))
+    def _with_events(self, records, key, record, events_limit):
+        events = unpack_events(records.events.get(key))
         if events_limit is not None:
             events = events[:max(events_limit, 0)]
+        sid = record['session']['session_id']
         return SessionWithEvents.model_validate(dict(
             record['session'], batch_id=str(record['batch']),
             session_number=record['number'],
-            events=[event_model(session_id, e) for e in events]))
+            events=[event_model(sid, e) for e in events]))
 
     # -- events -------------------------------------------------------
 
@@ -330,26 +352,24 @@ class ClickstreamDao:
         groups = {}
         for event in events:
             groups.setdefault(event.session_id, []).append(event)
-        sessions = records.sessions if records is not None else {}
-        stored = {}
+        found = {}
         for sid in groups:
-            raw = sessions.get(sid)
-            if raw is not None:
-                stored[sid] = unpack_session(raw)
-        unknown = [sid for sid in groups if sid not in stored]
+            key, record = self._load(records, sid)
+            if record is not None:
+                found[sid] = (key, record)
+        unknown = [sid for sid in groups if sid not in found]
         if unknown:
             # Checked before anything is written: all or nothing.
             raise SessionNotFound(unknown)
         forget_orphan_partition(self.storage)
         accepted = self._push(records, [
-            (sid, stored[sid], group, False)
-            for sid, group in groups.items()])
+            found[sid] + (group, False) for sid, group in groups.items()])
         return [e for e in events if id(e) in accepted]
 
     def _push(self, records, groups):
         """Store the new events of sessions; return ids of the accepted.
 
-        ``groups`` holds ``(session_id, session record, events, fresh)``;
+        ``groups`` holds ``(slot, session record, events, fresh)``;
         ``fresh`` says the session has no stored events yet, which spares
         a lookup. An event whose id the session already has (stored, or
         earlier in the same call) is skipped. All tracks are saved with
@@ -358,8 +378,8 @@ class ClickstreamDao:
         """
         rows = []
         pending = []
-        for sid, record, group, fresh in groups:
-            known = [] if fresh else unpack_events(records.events.get(sid))
+        for key, record, group, fresh in groups:
+            known = [] if fresh else unpack_events(records.events.get(key))
             seen = {e['event_id'] for e in known}
             new = []
             user = record['session'].get('user_id') or ''
@@ -374,19 +394,19 @@ class ClickstreamDao:
                     'timeStamp': float(event.created_at),
                 })
             if new:
-                pending.append((sid, known, new))
+                pending.append((key, known, new))
         if not rows:
             return set()
         track_ids = iter(self.storage.saveTracks(rows))
         accepted = set()
         updates = []
-        for sid, known, new in pending:
+        for key, known, new in pending:
             for event in new:
                 known.append(stored_event(event, next(track_ids)))
                 accepted.add(id(event))
             # Oldest first; sort is stable, so ties keep arrival order.
             known.sort(key=lambda e: e['created_at'])
-            updates.append((sid, pack_events(known)))
+            updates.append((key, pack_events(known)))
         updates.sort()
         records.events.update(updates)
         return accepted
@@ -406,66 +426,68 @@ class ClickstreamDao:
         if not pairs:
             return []
         records = self._records(create=True)
-        sessions = records.sessions
+        slots = records.slots
         known = {}
         new = []
         for session, events in pairs:
             sid = session.session_id
             if sid in known:
                 continue
-            raw = sessions.get(sid)
-            if raw is None:
+            key = slots.get(sid)
+            if key is None:
                 known[sid] = None
                 new.append(session)
             else:
-                known[sid] = unpack_session(raw)
+                known[sid] = (key, loaded(key, records.sessions[key]))
         fresh = set()
         if new:
             batch = self._collecting(records)
             first = self._allocate(batch, len(new))
+            run_id = batch.run_id
             datas = [s.model_dump(mode='json', include=set(SESSION_FIELDS))
                      for s in new]
             track_ids = self.storage.saveTracks([{
-                'taskId': self.taskId, 'runId': batch.run_id,
+                'taskId': self.taskId, 'runId': run_id,
                 'userName': s.user_id or '',
                 'data': session_track_data(data, first + i),
                 'timeStamp': float(s.created_at),
             } for i, (s, data) in enumerate(zip(new, datas))])
             packed = []
-            numbers = []
+            keys = []
             for i, (s, data, track_id) in enumerate(
                     zip(new, datas, track_ids)):
                 number = first + i
+                key = slot(run_id, number)
                 sid = s.session_id
-                known[sid] = {'session': data, 'batch': batch.run_id,
-                              'number': number, 'track': track_id}
-                packed.append(
-                    (sid, pack_session(data, batch.run_id, number, track_id)))
-                numbers.append((number, sid))
+                known[sid] = (key, {'session': data, 'track': track_id,
+                                    'batch': run_id, 'number': number})
+                packed.append((key, pack_session(data, track_id)))
+                keys.append((sid, key))
                 fresh.add(sid)
-            # Sorted bulk inserts touch each bucket once.
-            packed.sort()
-            sessions.update(packed)
-            batch.numbers.update(numbers)
+            # Sorted bulk inserts touch each bucket once; the new slots
+            # are consecutive, so they only append to the record trees.
+            records.sessions.update(packed)
+            keys.sort()
+            slots.update(keys)
         groups = {}
         for session, events in pairs:
             if events:
                 groups.setdefault(session.session_id, []).extend(events)
         if groups:
             self._push(records, [
-                (sid, known[sid], group, sid in fresh)
+                known[sid] + (group, sid in fresh)
                 for sid, group in groups.items()])
         # A session id given twice answers with the first one's session.
-        first = {}
+        first_seen = {}
         for session, events in pairs:
-            first.setdefault(session.session_id, session)
+            first_seen.setdefault(session.session_id, session)
         result = []
         for session, events in pairs:
             sid = session.session_id
-            record = known[sid]
+            key, record = known[sid]
             if sid in fresh:
                 result.append(RegisteredSession.model_construct(
-                    **session_fields(first[sid]),
+                    **session_fields(first_seen[sid]),
                     batch_id=str(record['batch']),
                     session_number=record['number']))
             else:
@@ -480,18 +502,19 @@ class ClickstreamDao:
         run_id = run_id_of(batch_id)
         if records is None or run_id is None:
             return []
-        batch = records.batches.get(run_id)
-        if batch is None or (limit is not None and limit <= 0):
+        if run_id not in records.batches or (
+                limit is not None and limit <= 0):
             return []
-        if after_number is None:
-            entries = batch.numbers.items()
+        low, high = slot_range(run_id)
+        if after_number is not None and after_number > 0:
+            low = low + min(after_number, high - low)
+            entries = records.sessions.items(low, high, excludemin=True)
         else:
-            entries = batch.numbers.items(min=after_number, excludemin=True)
+            entries = records.sessions.items(low, high)
         result = []
-        for number, sid in entries:
-            record = unpack_session(records.sessions[sid])
-            result.append(
-                self._with_events(records, sid, record, events_limit))
+        for key, raw in entries:
+            result.append(self._with_events(
+                records, key, loaded(key, raw), events_limit))
             if limit is not None and len(result) >= limit:
                 break
         return result

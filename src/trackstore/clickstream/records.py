@@ -14,16 +14,51 @@ events it has.
 import orjson
 from BTrees.LOBTree import LOBTree
 from BTrees.OLBTree import OLBTree
-from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
 
 RECORD_VERSION = 1
 
-# The keys a stored event keeps. The session id is the record's key, so
-# it is not repeated per event; ``track`` is the event's track id.
+# A session's *slot* is its batch (run id) and number in one 64-bit key:
+# the records of a batch are contiguous and in number order, so paging is
+# a range scan, and new sessions are appended at the end of the trees
+# instead of dirtying buckets all over them.
+NUMBER_BITS = 32
+NUMBER_MASK = (1 << NUMBER_BITS) - 1
+
+# The keys a stored event keeps. The session is the record's key, so it
+# is not repeated per event; ``track`` is the event's track id.
 EVENT_FIELDS = ('event_id', 'object_id', 'event_type', 'created_at',
                 'meta', 'track')
+
+
+def slot(run_id, number):
+    """The key of session ``number`` of the batch ``run_id``."""
+    if not 0 < number <= NUMBER_MASK:
+        raise OverflowError('session number %r out of range' % (number,))
+    return (run_id << NUMBER_BITS) | number
+
+
+def slot_range(run_id):
+    """The lowest and highest slot of a batch."""
+    return run_id << NUMBER_BITS, (run_id << NUMBER_BITS) | NUMBER_MASK
+
+
+def split_slot(key):
+    """``(run_id, number)`` of a slot."""
+    return key >> NUMBER_BITS, key & NUMBER_MASK
+
+
+class RecordTree(LOBTree):
+    """Slot -> bytes, with small buckets.
+
+    A transaction that registers one session rewrites the last bucket of
+    the tree; at ~600 bytes a session, the default 60-entry buckets
+    would make that ~27 KB per session, buckets of 10 ~5 KB.
+    """
+
+    max_leaf_size = 10
+    max_internal_size = 500
 
 
 class BatchRecord(Persistent):
@@ -49,8 +84,6 @@ class BatchRecord(Persistent):
         self.last_number = 0
         # The number of sessions in the batch now.
         self.session_counter = 0
-        # session number -> session id
-        self.numbers = LOBTree()
 
     def __repr__(self):
         return '<BatchRecord %s %s, %s sessions>' % (
@@ -69,17 +102,19 @@ class ClickstreamRecords(Persistent):
     collecting = None
 
     def __init__(self):
-        # session id -> session record (bytes)
-        self.sessions = OOBTree()
-        # session id -> the session's events (bytes), oldest first
-        self.events = OOBTree()
+        # session id -> slot
+        self.slots = OLBTree()
+        # slot -> session record (bytes)
+        self.sessions = RecordTree()
+        # slot -> the session's events (bytes), oldest first
+        self.events = RecordTree()
         # run id -> BatchRecord
         self.batches = LOBTree()
         # release id -> run id
         self.releases = OLBTree()
 
 
-def pack_session(data, run_id, number, track_id):
+def pack_session(data, track_id):
     """Return the stored bytes of a session.
 
     ``data`` is the session's fields as JSON-ready values (what
@@ -88,8 +123,6 @@ def pack_session(data, run_id, number, track_id):
     return orjson.dumps({
         'v': RECORD_VERSION,
         'session': data,
-        'batch': run_id,
-        'number': number,
         'track': track_id,
     })
 

@@ -159,8 +159,10 @@ class AdapterTests(DaoTestCase):
         self.dao.push_events([event('s1', 'e1')])
         records = self.storage.__annotations__['trackstore.clickstream']
         self.assertIsInstance(records, ClickstreamRecords)
-        self.assertIsInstance(records.sessions['s1'], bytes)
-        self.assertIsInstance(records.events['s1'], bytes)
+        key = records.slots['s1']
+        self.assertEqual(key, (1 << 32) | 1)
+        self.assertIsInstance(records.sessions[key], bytes)
+        self.assertIsInstance(records.events[key], bytes)
 
 
 class RegisterTests(DaoTestCase):
