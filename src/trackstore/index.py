@@ -39,18 +39,23 @@ ID_MASK = (1 << ID_BITS) - 1
 USER_INDEX = 'userName'
 
 
+# Leaves are larger than the defaults: bulk inserts are sorted, and fewer,
+# larger buckets mean fewer objects to write per commit. Internal nodes
+# are smaller than the defaults: loading a node makes a ghost of each of
+# its children, which is most of the cost of a cold lookup (see
+# docs/performance.txt).
+
+
 class IndexSet(family.OO.TreeSet):
-    """A tree set with buckets larger than the default 30 keys: bulk
-    inserts are sorted, and fewer, larger buckets mean fewer objects to
-    write per commit (see docs/performance.txt)."""
+    """A tree set of index keys."""
     max_leaf_size = 250
-    max_internal_size = 500
+    max_internal_size = 64
 
 
 class RecordMap(family.OO.BTree):
-    """Key -> record bytes, with larger buckets for the same reason."""
+    """Key -> record bytes."""
     max_leaf_size = 120
-    max_internal_size = 500
+    max_internal_size = 64
 
 
 class Locations(family.IO.BTree):

@@ -52,6 +52,12 @@ def encode_float(value):
     return FLOAT + _uint64.pack(bits)
 
 
+def encode_str(value):
+    """``encode()`` for a str, the common case, without type dispatch."""
+    return STR + value.encode('utf-8').replace(b'\x00', b'\x00\xff') \
+        + TERMINATOR
+
+
 def encode(value):
     """Return the order-preserving, self-delimiting encoding of value."""
     if isinstance(value, str):

@@ -356,6 +356,7 @@ class TrackingStorage(Persistent):
         extra = [name for name in self.indexNames if name not in METADATA]
         encode = keys.encode
         encodeTime = keys.encode_float
+        encodeStr = keys.encode_str
         now = time.time()
         # Per (task, run): the run and the encoded task and run id, which
         # repeat across rows and need not be encoded again.
@@ -366,26 +367,33 @@ class TrackingStorage(Persistent):
         addTask = entries['taskId'].append
         addRun = entries['runId'].append
         addTime = entries['timeStamp'].append
+        addItem = items.append
         pairs = set()
+        addPair = pairs.add
         result = []
+        addResult = result.append
         for trackId, row in zip(partition.nextIds(len(rows)), rows):
             taskId = row['taskId']
             runKey = (taskId, row.get('runId', 0))
             timeStamp = row.get('timeStamp')
-            timeStamp = now if timeStamp is None else timeStamp
+            if timeStamp is None:
+                timeStamp = now
             known = seen.get(runKey)
             if known is None:
                 run = self._resolveRun(*runKey, start=timeStamp)
-                known = seen[runKey] = (run, encode(taskId),
-                                        encode(run.id))
-            run, encTask, encRun = known
+                known = seen[runKey] = [run, encode(taskId),
+                                        encode(run.id), run.end]
+            run, encTask, encRun, end = known
+            if timeStamp > end:
+                known[3] = timeStamp
             userName = row['userName']
-            data = row.get('data')
-            data = {} if data is None else dict(data)
-            self._touchRun(run, timeStamp)
+            data = row.get('data') or {}
             packed = trackId.to_bytes(8, 'big')
-            encUser = encode(userName)
-            items.append((encUser + packed, dump_record(
+            encUser = encodeStr(userName) if userName.__class__ is str \
+                else encode(userName)
+            # The record is pickled at once, so the caller's dict is not
+            # aliased and needs no copy.
+            addItem((encUser + packed, dump_record(
                 taskId, run.id, userName, timeStamp, data)))
             locations[trackId] = encUser
             addTask(encTask + packed)
@@ -396,8 +404,10 @@ class TrackingStorage(Persistent):
                 for name in extra:
                     entries[name].append(
                         encode(track.indexValue(name)) + packed)
-            pairs.add(encTask + encUser)
-            result.append(formatId(trackId))
+            addPair(encTask + encUser)
+            addResult('%07i' % trackId)
+        for run, _, _, end in seen.values():
+            self._touchRun(run, end)
         partition.store(items, locations)
         partition.addEntries(entries)
         partition.addPairs(pairs)
