@@ -1,0 +1,176 @@
+"""Concurrent writer processes on ZEO and on PostgreSQL, in one run.
+
+For 1, 2 and 4 writer processes (each its own OS process with its own
+connection, started together) on a FileStorage behind a ZEO server and
+on RelStorage/PostgreSQL (history-free), two workloads:
+
+- small: one track per transaction (``saveUserTrack``), the web request
+  case;
+- bulk: 1,000 tracks per transaction (``saveTracks``), a bulk load.
+
+It prints total tracks/s (and the ratio to one writer), conflicts per
+1,000 commits and the p50/p99 latency of ``commit()``. The bar (issue 4):
+with 4 writers fewer than 10 conflicts per 1,000 commits in both
+workloads, throughput never below one writer's on ZEO and at least 1.5
+times one writer's on PostgreSQL.
+
+    .venv/bin/python benchmarks/concurrency.py [--small 400] [--bulk 20]
+        [--repeat 3]
+
+The ZEO server (a FileStorage) and a fresh PostgreSQL database are made
+here and removed at the end. Writers are ``trackstore.tests.mpworker``
+processes; each first commits one warm-up transaction (claiming its
+partition of the storage, starting the tasks' runs), then all start
+together and the clock runs. The warm-up's conflicts are shown apart
+("startup conflicts"): they happen once per writer, not per commit.
+"""
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import uuid
+
+from rich.console import Console
+from rich.table import Table
+
+from trackstore.tests.layers import PGDatabase
+from trackstore.tests.layers import ZEOServer
+from trackstore.tests.mpworker import run_writers
+
+
+BULK_ROWS = 1000
+
+
+def percentile(values, q):
+    if not values:
+        return 0.0
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))
+    return values[k]
+
+
+def measure(uri, mode, writers, count, per_commit, repeat):
+    """Run the workload ``repeat`` times, each into a new storage; the
+    median throughput, all conflicts and all latencies."""
+    rates, latencies = [], []
+    conflicts = startup = 0
+    for _ in range(repeat):
+        name = 'bench-%s' % uuid.uuid4().hex[:8]
+        results = run_writers(uri, name, mode, count, writers,
+                              per_commit=per_commit, warmup=True)
+        tracks = sum(len(r['ids']) for r in results)
+        assert tracks == writers * count, (tracks, writers * count)
+        assert len({i for r in results for i in r['ids']}) == tracks
+        # The writers start together; the slowest one ends the run.
+        rates.append(tracks / max(r['seconds'] for r in results))
+        latencies.extend(x for r in results for x in r['latencies'])
+        conflicts += sum(r['conflicts'] for r in results)
+        startup += sum(r['startup_conflicts'] for r in results)
+    commits = len(latencies)
+    return {
+        'tracks_s': statistics.median(rates),
+        'conflicts_per_1000': 1000.0 * conflicts / max(commits, 1),
+        'conflicts': conflicts, 'commits': commits, 'startup': startup,
+        'p50_ms': 1000 * statistics.median(latencies),
+        'p99_ms': 1000 * percentile(latencies, 0.99),
+    }
+
+
+def machine():
+    model = ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    model = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return '%s, %d cores, Python %s' % (
+        model or platform.machine(), os.cpu_count(),
+        platform.python_version())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--small', type=int, default=400,
+                        help='transactions of one track per writer')
+    parser.add_argument('--bulk', type=int, default=20,
+                        help='transactions of 1,000 tracks per writer')
+    parser.add_argument('--writers', default='1,2,4')
+    parser.add_argument('--repeat', type=int, default=3,
+                        help='runs per cell; tracks/s is their median')
+    parser.add_argument('--storages', default='zeo,pg')
+    args = parser.parse_args()
+    counts = [int(n) for n in args.writers.split(',')]
+    console = Console(width=150)
+    console.print('machine: %s; load average before: %.1f'
+                  % (machine(), os.getloadavg()[0]))
+    directory = tempfile.mkdtemp(prefix='trackstore-bench-')
+    servers = []
+    try:
+        storages = []
+        if 'zeo' in args.storages:
+            server = ZEOServer(os.path.join(directory, 'Data.fs')).start()
+            servers.append(server.stop)
+            storages.append(('ZEO', server.uri))
+        if 'pg' in args.storages:
+            database = PGDatabase(prefix='trackstore_bench').create()
+            servers.append(database.drop)
+            storages.append(('PostgreSQL', database.uri))
+        table = Table(title='Concurrent writer processes (one run)')
+        for column in ('storage', 'workload', 'writers', 'tracks/s',
+                       'vs 1 writer', 'conflicts/1000 commits',
+                       'startup conflicts', 'commit p50 ms',
+                       'commit p99 ms'):
+            table.add_column(column, justify='right')
+        workloads = [('small 1/commit', 'tracks', args.small, 1),
+                     ('bulk 1000/commit', 'bulk',
+                      args.bulk * BULK_ROWS, BULK_ROWS)]
+        verdicts = []
+        for label, uri in storages:
+            for workload, mode, count, per_commit in workloads:
+                base = None
+                for writers in counts:
+                    m = measure(uri, mode, writers, count, per_commit,
+                                args.repeat)
+                    base = base or m['tracks_s']
+                    ratio = m['tracks_s'] / base
+                    table.add_row(
+                        label, workload, str(writers),
+                        '%.0f' % m['tracks_s'], '%.2fx' % ratio,
+                        '%.1f (%d/%d)' % (m['conflicts_per_1000'],
+                                          m['conflicts'], m['commits']),
+                        str(m['startup']),
+                        '%.1f' % m['p50_ms'], '%.1f' % m['p99_ms'])
+                    console.print('  %s, %s, %d writers: %.0f tracks/s'
+                                  % (label, workload, writers,
+                                     m['tracks_s']))
+                    if writers == 4:
+                        need = 1.5 if label == 'PostgreSQL' else 1.0
+                        verdicts.append((
+                            label, workload, m['conflicts_per_1000'] < 10,
+                            m['conflicts_per_1000'], ratio >= need,
+                            ratio, need))
+                table.add_section()
+        console.print(table)
+        console.print('load average after: %.1f (other processes on the '
+                      'machine share its cores)' % os.getloadavg()[0])
+        for (label, workload, conflicts_ok, per_1000, speed_ok, ratio,
+             need) in verdicts:
+            console.print(
+                '%s, %s, 4 writers: conflicts %.1f/1000 (%s, bar < 10), '
+                'throughput %.2fx one writer (%s, bar >= %.1fx)' % (
+                    label, workload, per_1000,
+                    'met' if conflicts_ok else 'MISSED', ratio,
+                    'met' if speed_ok else 'MISSED', need))
+    finally:
+        for stop in reversed(servers):
+            stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
