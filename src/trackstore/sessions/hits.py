@@ -578,7 +578,8 @@ def make_hit(id, timestamp, type='page_view', customer=None,
     for name, value in fields.items():
         event[name.replace('_', '-') if name in (
             'session_stamp', 'client_id') else name] = value
-    hit = parse_record({'id': id, 'type': type, 'event': event}, 0)
+    record = {'id': id, 'type': type, 'event': event}
+    hit = parse_record(record, 0, orjson.dumps(record))
     if hit.__class__ is Reject:
         raise ValueError(hit.reason)
     return hit

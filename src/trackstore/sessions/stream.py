@@ -154,11 +154,6 @@ class StreamEngine:
         """Take one hit."""
         self.hits += 1
         us = hit.us
-        if not self.lateness_us:
-            if us > self.max_seen:
-                self.max_seen = us
-            self._process(hit)
-            return
         if us < self._released:
             # behind what was already released: too late to reorder
             self._process(hit)
@@ -190,6 +185,11 @@ class StreamEngine:
                 process(hit)
             del pending[:i]
         self._released = watermark
+        # every hit before the watermark is in: time is there
+        if watermark > self.now:
+            if watermark // self.tick_us > self._cur_bucket:
+                self._advance(watermark)
+            self.now = watermark
 
     def ping(self, t):
         """Move event time to ``t`` (float seconds since the epoch) when
@@ -263,6 +263,9 @@ class StreamEngine:
                             'max_length')
                 s = self._new(key, hit)
             else:
+                if us == s.last:
+                    # a tie: the close sorts by id, as batch does
+                    s.unordered = True
                 s.hits.append(hit)
                 s.last = us
                 s.count += 1
@@ -427,7 +430,7 @@ class StreamEngine:
             'open': [
                 [s.key, s.first, s.last, s.count, s.size, s.stamp,
                  s.unordered, list(s.chunks or ()),
-                 [h.to_row() for h in s.hits]]
+                 [h.to_row() for h in s.hits], s.bucket]
                 for s in sorted(self.open.values(), key=_FIRST_KEY)],
             'held': [h.to_row() for h in self._pending],
             'closed': [[last, key] for last, key in self._closed_order
@@ -470,7 +473,7 @@ class StreamEngine:
             _NEVER if engine.now == _NEVER
             else engine.now // engine.tick_us)
         for (key, first, last, count, size, stamp, unordered, chunks,
-             rows) in state['open']:
+             rows, bucket) in state['open']:
             s = _Open.__new__(_Open)
             s.key = key
             s.first = first
@@ -482,7 +485,15 @@ class StreamEngine:
             s.chunks = list(chunks) or None
             s.hits = [Hit.from_row(r) for r in rows]
             engine.open[key] = s
-            engine._file(s)
+            # filed where it was (not where it would be filed now), so
+            # the restarted engine closes in the very same order
+            s.bucket = bucket
+            keys = engine.buckets.get(bucket)
+            if keys is None:
+                engine.buckets[bucket] = {key}
+                heapq.heappush(engine._bheap, bucket)
+            else:
+                keys.add(key)
         engine._pending = [Hit.from_row(r) for r in state['held']]
         for last, key in state['closed']:
             engine.closed_until[key] = last
