@@ -17,37 +17,36 @@ def sessions_table(storage, limit=12):
     """A table of the ``limit`` latest stored visit sessions."""
     from rich.table import Table
 
-    from trackstore.metrics import CLICKSTREAM_KEY
+    from trackstore.clickstream.dao import ClickstreamDao
     from trackstore.clickstream.records import unpack_session
+    from trackstore.metrics import CLICKSTREAM_KEY
     records = storage.__annotations__.get(CLICKSTREAM_KEY)
     rows = []
-    total = 0
     if records is not None:
-        for sid, raw in records.sessions.items():
-            record = unpack_session(raw)
-            meta = record['session'].get('search_meta') or {}
-            if 'first_ts' not in meta:
-                continue
-            total += 1
-            rows.append((meta['first_ts'], sid, record, meta))
-    rows.sort(key=lambda r: r[0])
+        for raw in records.sessions.values():
+            session = unpack_session(raw)['session']
+            meta = session.get('search_meta') or {}
+            if 'first_ts' in meta:
+                rows.append((meta['first_ts'], session['session_id']))
+    rows.sort()
     table = Table(title='Sessions (the latest %d of %d)'
-                  % (min(limit, total), total))
+                  % (min(limit, len(rows)), len(rows)))
     for col, justify in (('session', 'left'), ('batch', 'right'),
                          ('no.', 'right'), ('customer / user', 'left'),
                          ('first hit (UTC)', 'left'),
                          ('minutes', 'right'), ('hits', 'right'),
                          ('orders', 'right')):
         table.add_column(col, justify=justify)
-    for first, sid, record, meta in rows[-limit:]:
-        session = record['session']
+    dao = ClickstreamDao(storage)
+    for first, sid in rows[-limit:]:
+        session = dao.get_session(sid, events_limit=0)
+        meta = session.search_meta
         who = meta.get('customer')
         if who is None:
             who = 'anonymous' + (
-                ' -> %s' % session['user_id'] if session.get('user_id')
-                else '')
+                ' -> %s' % session.user_id if session.user_id else '')
         table.add_row(
-            sid, str(record['batch']), str(record['number']), who,
+            sid, session.batch_id, str(session.session_number), who,
             _when(first * 1e6), '%.1f' % ((meta['last_ts'] - first) / 60),
             str(meta.get('hits', '')), str(meta.get('orders', '')))
     return table

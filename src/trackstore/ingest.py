@@ -282,18 +282,20 @@ class Loader:
             if self.lateness is not None:
                 kw['lateness'] = self.lateness
             return StreamEngine(closer, rules=self.rules, **kw)
-        saved = pickle.loads(state.engine)
-        if saved['rules'] != self.rules.as_dict():
-            if saved['open'] or saved['buffer']:
-                raise ValueError(
-                    'open sessions in this database were built with '
-                    '%r; load with the same timeout to finish them'
-                    % (Rules.from_dict(saved['rules']),))
-            saved['rules'] = self.rules.as_dict()
         identities = Identities.from_state({
             'owners': dict(state.owners.items()),
             'customers': dict(state.customers.items())})
-        return StreamEngine.from_state(saved, closer, identities)
+        engine = StreamEngine.from_state(
+            pickle.loads(state.engine), closer, identities)
+        if engine.rules != self.rules:
+            if engine.open_count or engine.held:
+                raise ValueError(
+                    'open sessions in this database were built with '
+                    '%r; load with the same timeout to finish them'
+                    % (engine.rules,))
+            # Nothing is open: the new rules apply from here on.
+            engine.rules = self.rules
+        return engine
 
     def _save_engine(self, state, engine):
         state.engine = pickle.dumps(

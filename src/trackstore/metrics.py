@@ -141,7 +141,7 @@ def order_metrics(summaries):
 # -- over stored sessions ---------------------------------------------------
 
 
-def visit_summary(session_id, session, include_anonymous=False):
+def visit_summary(session, include_anonymous=False):
     """The ``SessionSummary`` of a stored clickstream session (the dict
     of its fields), or None when it is not a visit that counts.
 
@@ -162,7 +162,7 @@ def visit_summary(session_id, session, include_anonymous=False):
     return SessionSummary(
         customer, int(round(meta['first_ts'] * US)),
         int(round(meta['last_ts'] * US)), bool(meta.get('orders')),
-        session_id, anonymous)
+        session.get('session_id', ''), anonymous)
 
 
 def stored_summaries(storage, include_anonymous=False):
@@ -173,9 +173,9 @@ def stored_summaries(storage, include_anonymous=False):
     records = storage.__annotations__.get(CLICKSTREAM_KEY)
     if records is None:
         return
-    for sid, raw in records.sessions.items():
+    for raw in records.sessions.values():
         summary = visit_summary(
-            sid, unpack_session(raw)['session'], include_anonymous)
+            unpack_session(raw)['session'], include_anonymous)
         if summary is not None:
             yield summary
 
