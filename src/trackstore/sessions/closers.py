@@ -34,7 +34,7 @@ class PrintingCloser:
         types = {}
         for hit in session.hits:
             types[hit.type] = types.get(hit.type, 0) + 1
-        stream.write('%s %s %s..%s %d hits (%s)%s%s\n' % (
+        stream.write('session %s %s %s..%s %d hits (%s)%s%s\n' % (
             session.session_id,
             'customer=%s' % session.customer if session.customer
             else 'anonymous' + (
@@ -43,7 +43,7 @@ class PrintingCloser:
             len(session.hits),
             ', '.join('%s %d' % kv for kv in sorted(types.items())),
             ' late' if session.late else '',
-            '' if session.reason in ('timeout', 'flush', 'batch')
+            '' if session.reason in ('timeout', 'flush', 'batch', 'late')
             else ' [%s]' % session.reason))
 
 

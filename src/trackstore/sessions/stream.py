@@ -17,9 +17,10 @@ highest time seen is more than ``lateness`` ahead of them, and are
 processed in hit order (time, then id). Hits arriving within the
 lateness therefore give exactly the batch sessions. A hit arriving
 later than that still joins its client's open session when it fits;
-when it is older than what was already closed for its client (its last
-closed hit, or anything more than the timeout behind the current time),
-it is counted in ``late`` and handed to the closer as a session of its
+when it would have joined a session already closed (it is no more than
+the timeout after that session's last hit), or its own session would
+have expired by now (it is more than the timeout behind time), it is
+counted in ``late`` and handed to the closer as a session of its
 own with ``late=True``: never dropped.
 
 Large open sessions are compacted: when an open session's uncompressed
@@ -246,8 +247,10 @@ class StreamEngine:
         s = self.open.get(key)
         timeout_us = self._timeout_us
         if s is None:
+            # late: it would have joined a session already closed, or
+            # its own session would have expired by now
             if us < now and (
-                    us <= self.closed_until.get(key, us - 1)
+                    us <= self.closed_until.get(key, _NEVER) + timeout_us
                     or us + timeout_us < now):
                 self._late(key, hit)
                 return
@@ -276,7 +279,7 @@ class StreamEngine:
         else:
             # older than the session's last hit: only beyond lateness
             max_length_us = self._max_length_us
-            if (us <= self.closed_until.get(key, us - 1)
+            if (us <= self.closed_until.get(key, _NEVER) + timeout_us
                     or us < s.first - timeout_us
                     or (max_length_us is not None
                         and s.last - us > max_length_us)):
@@ -350,10 +353,11 @@ class StreamEngine:
                     self._close(s, (expiry, MAX_ID), reason)
                 else:
                     self._file(s)
-        # forget closed horizons the timeout rule covers anyway
+        # forget closed horizons the rule "its own session would have
+        # expired" covers anyway
         order = self._closed_order
         if order:
-            limit = t - self._timeout_us
+            limit = t - 2 * self._timeout_us
             closed_until = self.closed_until
             while order and order[0][0] < limit:
                 last, key = order.popleft()

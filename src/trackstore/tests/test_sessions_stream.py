@@ -229,6 +229,23 @@ class LateTests(unittest.TestCase):
         self.assertEqual(late.reason, 'late')
         self.assertEqual(late.customer, 'c1')
 
+    def test_hit_that_would_have_extended_a_closed_session(self):
+        closer = CollectingCloser()
+        engine = StreamEngine(closer, lateness=0, tick=1)
+        engine.add(hit(1, 0))
+        engine.ping(T0 + 40 * MIN)
+        self.assertEqual(ids(closer.sessions), [[1]])
+        # after the closed session's last hit, but within its timeout:
+        # in batch it would be part of it
+        engine.add(hit(2, 20 * MIN))
+        self.assertEqual(engine.late, 1)
+        self.assertTrue(closer.sessions[-1].late)
+        # a hit of the same customer past that timeout is a new session
+        engine.add(hit(3, 40 * MIN))
+        engine.flush()
+        self.assertEqual(engine.late, 1)
+        self.assertEqual(ids(closer.sessions), [[1], [2], [3]])
+
     def test_old_hit_of_an_unknown_client_is_late(self):
         closer = CollectingCloser()
         engine = StreamEngine(closer, lateness=0, tick=1)
