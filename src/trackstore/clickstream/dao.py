@@ -25,12 +25,10 @@ from trackstore.clickstream.models import SessionEvent
 from trackstore.clickstream.models import SessionWithEvents
 from trackstore.clickstream.records import BatchRecord
 from trackstore.clickstream.records import ClickstreamRecords
-from trackstore.clickstream.records import pack_events
 from trackstore.clickstream.records import pack_session
 from trackstore.clickstream.records import slot
 from trackstore.clickstream.records import slot_range
 from trackstore.clickstream.records import split_slot
-from trackstore.clickstream.records import unpack_events
 from trackstore.clickstream.records import unpack_session
 from trackstore.interfaces import IClickstreamBulkDao
 from trackstore.interfaces import ITrackingStorage
@@ -103,6 +101,11 @@ def event_track_data(event):
     }
 
 
+def repack(record):
+    return pack_session(record['session'], record['track'],
+                        record['events'])
+
+
 def stored_event(event, track_id):
     return {
         'event_id': event.event_id,
@@ -122,7 +125,8 @@ def event_model(session_id, stored):
 
 
 def loaded(key, raw):
-    """The stored dict of a session with its ``batch`` and ``number``."""
+    """The stored dict of a session (``session``, ``track``, ``events``)
+    with its ``batch`` and ``number``."""
     record = unpack_session(raw)
     record['batch'], record['number'] = split_slot(key)
     return record
@@ -257,7 +261,7 @@ class ClickstreamDao:
             session_track_data(data, number),
             timeStamp=float(session.created_at))
         key = slot(batch.run_id, number)
-        records.sessions[key] = pack_session(data, track_id)
+        records.sessions[key] = pack_session(data, track_id, [])
         records.slots[session.session_id] = key
         return RegisteredSession.model_construct(
             **session_fields(session), batch_id=str(batch.run_id),
@@ -274,9 +278,6 @@ class ClickstreamDao:
         old_batch = records.batches[old['batch']]
         old_batch.session_counter -= 1
         del records.sessions[old_key]
-        raw_events = records.events.get(old_key)
-        if raw_events is not None:
-            del records.events[old_key]
         batch = self._collecting(records)
         number = self._allocate(batch, 1)
         key = slot(batch.run_id, number)
@@ -286,9 +287,7 @@ class ClickstreamDao:
         track_id = self.storage.saveUserTrack(
             self.taskId, batch.run_id, user, session_track_data(data, number),
             timeStamp=float(session.created_at))
-        records.sessions[key] = pack_session(data, track_id)
-        records.slots[sid] = key
-        events = unpack_events(raw_events)
+        events = old['events']
         old_user = old['session'].get('user_id') or ''
         if events and (batch.run_id != old['batch'] or user != old_user):
             # The events follow the session into its new run (and user),
@@ -301,11 +300,11 @@ class ClickstreamDao:
                 'data': event_track_data(event_model(sid, event)),
                 'timeStamp': float(event['created_at']),
             } for event in events]
-            for event, track_id in zip(events, self.storage.saveTracks(rows)):
-                event['track'] = track_id
-            raw_events = pack_events(events)
-        if raw_events is not None:
-            records.events[key] = raw_events
+            for event, event_track in zip(events,
+                                          self.storage.saveTracks(rows)):
+                event['track'] = event_track
+        records.sessions[key] = pack_session(data, track_id, events)
+        records.slots[sid] = key
         return RegisteredSession.model_construct(
             **session_fields(session), batch_id=str(batch.run_id),
             session_number=number)
@@ -318,8 +317,7 @@ class ClickstreamDao:
         if not record['session'].get('is_irrelevant'):
             forget_orphan_partition(self.storage)
             record['session']['is_irrelevant'] = True
-            records.sessions[key] = pack_session(
-                record['session'], record['track'])
+            records.sessions[key] = repack(record)
             track = self.storage.getTrack(record['track'])
             if track is not None:
                 self.storage.updateTrack(track, {'is_irrelevant': True})
@@ -333,7 +331,7 @@ class ClickstreamDao:
         return self._with_events(records, key, record, events_limit)
 
     def _with_events(self, records, key, record, events_limit):
-        events = unpack_events(records.events.get(key))
+        events = record['events']
         if events_limit is not None:
             events = events[:max(events_limit, 0)]
         sid = record['session']['session_id']
@@ -362,24 +360,26 @@ class ClickstreamDao:
             # Checked before anything is written: all or nothing.
             raise SessionNotFound(unknown)
         forget_orphan_partition(self.storage)
-        accepted = self._push(records, [
-            found[sid] + (group, False) for sid, group in groups.items()])
+        accepted, changed = self._add_events([
+            found[sid] + (group,) for sid, group in groups.items()])
+        records.sessions.update(sorted(
+            (key, repack(record)) for key, record in changed))
         return [e for e in events if id(e) in accepted]
 
-    def _push(self, records, groups):
-        """Store the new events of sessions; return ids of the accepted.
+    def _add_events(self, groups):
+        """Add new events to session records (in memory).
 
-        ``groups`` holds ``(slot, session record, events, fresh)``;
-        ``fresh`` says the session has no stored events yet, which spares
-        a lookup. An event whose id the session already has (stored, or
-        earlier in the same call) is skipped. All tracks are saved with
-        one ``saveTracks`` call and the event records with one sorted
-        ``update``.
+        ``groups`` holds ``(slot, session record, events)``. An event
+        whose id the session already has (stored, or earlier in the same
+        call) is skipped. The tracks of all new events are saved with one
+        ``saveTracks`` call. Returns the ``id()``s of the accepted events
+        and the ``(slot, record)`` pairs that changed, for the caller to
+        store.
         """
         rows = []
         pending = []
-        for key, record, group, fresh in groups:
-            known = [] if fresh else unpack_events(records.events.get(key))
+        for key, record, group in groups:
+            known = record['events']
             seen = {e['event_id'] for e in known}
             new = []
             user = record['session'].get('user_id') or ''
@@ -394,22 +394,21 @@ class ClickstreamDao:
                     'timeStamp': float(event.created_at),
                 })
             if new:
-                pending.append((key, known, new))
+                pending.append((key, record, new))
         if not rows:
-            return set()
+            return set(), []
         track_ids = iter(self.storage.saveTracks(rows))
         accepted = set()
-        updates = []
-        for key, known, new in pending:
+        changed = []
+        for key, record, new in pending:
+            known = record['events']
             for event in new:
                 known.append(stored_event(event, next(track_ids)))
                 accepted.add(id(event))
             # Oldest first; sort is stable, so ties keep arrival order.
             known.sort(key=lambda e: e['created_at'])
-            updates.append((key, pack_events(known)))
-        updates.sort()
-        records.events.update(updates)
-        return accepted
+            changed.append((key, record))
+        return accepted, changed
 
     def store_sessions(self, items):
         pairs = []
@@ -452,7 +451,6 @@ class ClickstreamDao:
                 'data': session_track_data(data, first + i),
                 'timeStamp': float(s.created_at),
             } for i, (s, data) in enumerate(zip(new, datas))])
-            packed = []
             keys = []
             for i, (s, data, track_id) in enumerate(
                     zip(new, datas, track_ids)):
@@ -460,23 +458,27 @@ class ClickstreamDao:
                 key = slot(run_id, number)
                 sid = s.session_id
                 known[sid] = (key, {'session': data, 'track': track_id,
-                                    'batch': run_id, 'number': number})
-                packed.append((key, pack_session(data, track_id)))
+                                    'events': [], 'batch': run_id,
+                                    'number': number})
                 keys.append((sid, key))
                 fresh.add(sid)
-            # Sorted bulk inserts touch each bucket once; the new slots
-            # are consecutive, so they only append to the record trees.
-            records.sessions.update(packed)
             keys.sort()
             slots.update(keys)
         groups = {}
         for session, events in pairs:
             if events:
                 groups.setdefault(session.session_id, []).extend(events)
-        if groups:
-            self._push(records, [
-                known[sid] + (group, sid in fresh)
-                for sid, group in groups.items()])
+        accepted, changed = self._add_events([
+            known[sid] + (group,) for sid, group in groups.items()])
+        # Each changed or new record is packed and stored once, with one
+        # sorted update: the new slots are consecutive, so they only
+        # append to the end of the tree.
+        packed = dict((key, record) for key, record in changed)
+        for sid in fresh:
+            key, record = known[sid]
+            packed[key] = record
+        records.sessions.update(sorted(
+            (key, repack(record)) for key, record in packed.items()))
         # A session id given twice answers with the first one's session.
         first_seen = {}
         for session, events in pairs:

@@ -7,9 +7,11 @@ orjson bytes, not as pickled value models: bytes cost the pickler one
 hook call instead of one per nested object, and a stored record does not
 depend on the pydantic classes, so changing a model does not break data.
 
-The events of a session are one record (a list, oldest first), so a
+A session and its events (a list, oldest first) are one record, so a
 session costs a fixed, small number of persistent writes however many
-events it has.
+events it has, and every change to a session's events rewrites the
+record that moving the session deletes: a push racing an update of the
+same session conflicts instead of leaving events behind.
 """
 import orjson
 from BTrees.LOBTree import LOBTree
@@ -53,8 +55,8 @@ class RecordTree(LOBTree):
     """Slot -> bytes, with small buckets.
 
     A transaction that registers one session rewrites the last bucket of
-    the tree; at ~600 bytes a session, the default 60-entry buckets
-    would make that ~27 KB per session, buckets of 10 ~5 KB.
+    the tree; at ~1 KB a session with a few events, the default 60-entry
+    buckets would make that ~45 KB per session, buckets of 10 ~7 KB.
     """
 
     max_leaf_size = 10
@@ -104,45 +106,29 @@ class ClickstreamRecords(Persistent):
     def __init__(self):
         # session id -> slot
         self.slots = OLBTree()
-        # slot -> session record (bytes)
+        # slot -> session record with its events (bytes)
         self.sessions = RecordTree()
-        # slot -> the session's events (bytes), oldest first
-        self.events = RecordTree()
         # run id -> BatchRecord
         self.batches = LOBTree()
         # release id -> run id
         self.releases = OLBTree()
 
 
-def pack_session(data, track_id):
-    """Return the stored bytes of a session.
+def pack_session(data, track_id, events):
+    """Return the stored bytes of a session and its events.
 
     ``data`` is the session's fields as JSON-ready values (what
-    ``Session.model_dump(mode='json')`` gives).
+    ``Session.model_dump(mode='json')`` gives); ``events`` is a list of
+    dicts with the keys of ``EVENT_FIELDS``, oldest first.
     """
     return orjson.dumps({
         'v': RECORD_VERSION,
         'session': data,
         'track': track_id,
+        'events': events,
     })
 
 
 def unpack_session(raw):
     """Return the dict stored by ``pack_session``."""
-    return orjson.loads(raw)
-
-
-def pack_events(events):
-    """Return the stored bytes of a session's events.
-
-    ``events`` is a list of dicts with the keys of ``EVENT_FIELDS``,
-    oldest first.
-    """
-    return orjson.dumps(events)
-
-
-def unpack_events(raw):
-    """Return the list of event dicts stored by ``pack_events``."""
-    if raw is None:
-        return []
     return orjson.loads(raw)

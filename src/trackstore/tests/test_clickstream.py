@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 from ZODB.FileStorage import FileStorage
+from ZODB.POSException import ConflictError
 from zope.interface.verify import verifyClass
 from zope.interface.verify import verifyObject
 
@@ -162,7 +163,6 @@ class AdapterTests(DaoTestCase):
         key = records.slots['s1']
         self.assertEqual(key, (1 << 32) | 1)
         self.assertIsInstance(records.sessions[key], bytes)
-        self.assertIsInstance(records.events[key], bytes)
 
 
 class RegisterTests(DaoTestCase):
@@ -608,6 +608,107 @@ class PersistenceTests(FileStorageTestCase):
             # depend on the value models.
         with open(self.path, 'rb') as f:
             self.assertNotIn(b'clickstream.models', f.read())
+
+
+class ConflictTests(FileStorageTestCase):
+    """Two connections, interleaved by hand: the second to commit of two
+    racing writes conflicts, and its retry sees the first one's work."""
+
+    def setUp(self):
+        super().setUp()
+        with Writer(self.db) as w:
+            w.run(lambda s: ClickstreamDao(s).register_session(session('s1')))
+        self.tms, self.daos = [], []
+        for _ in range(2):
+            tm = transaction.TransactionManager()
+            conn = self.db.open(transaction_manager=tm)
+            self.addCleanup(conn.close)
+            self.addCleanup(tm.abort)
+            self.tms.append(tm)
+            self.daos.append(ClickstreamDao(conn.root()['trackstore']))
+        # Each connection claims its partition of the storage now, so
+        # that the races below conflict over the clickstream's records
+        # only, not over the claims.
+        for n, (tm, dao) in enumerate(zip(self.tms, self.daos)):
+            tm.begin()
+            dao.register_session(session('w%d' % n))
+            tm.commit()
+
+    def race(self, first, second):
+        """Run ``first`` and ``second`` side by side; ``second`` commits
+        first. Return after retrying ``first``."""
+        (tm1, tm2), (dao1, dao2) = self.tms, self.daos
+        tm1.begin()
+        tm2.begin()
+        first(dao1)
+        second(dao2)
+        tm2.commit()
+        with self.assertRaises(ConflictError):
+            tm1.commit()
+        tm1.abort()
+        tm1.begin()
+        first(dao1)
+        tm1.commit()
+        tm1.begin()
+        return dao1
+
+    def test_two_registrations(self):
+        dao = self.race(
+            lambda d: d.register_session(session('a')),
+            lambda d: d.register_session(session('b')))
+        self.assertEqual(
+            [(s.session_id, s.session_number)
+             for s in dao.get_batch_sessions('1')],
+            [('s1', 1), ('w0', 2), ('w1', 3), ('b', 4), ('a', 5)])
+        self.assertEqual(dao.get_batch('1').session_counter, 5)
+
+    def test_registration_during_a_release(self):
+        dao = self.race(
+            lambda d: d.register_session(session('a')),
+            lambda d: d.release_batch('r1'))
+        self.assertEqual(dao.get_session('a').batch_id, '2')
+        self.assertEqual(dao.get_batch('1').session_counter, 3)
+        self.assertEqual(dao.get_batch('2').status, 'collecting')
+
+    def test_release_during_a_registration(self):
+        dao = self.race(
+            lambda d: d.release_batch('r1'),
+            lambda d: d.register_session(session('a')))
+        self.assertEqual(dao.get_session('a').batch_id, '1')
+        self.assertEqual(dao.get_batch('1').session_counter, 4)
+        self.assertEqual(dao.get_batch('1').status, 'released')
+
+    def test_two_new_batches(self):
+        with Writer(self.db) as w:
+            w.run(lambda s: ClickstreamDao(s).release_batch('r1'))
+        dao = self.race(
+            lambda d: d.register_session(session('a')),
+            lambda d: d.register_session(session('b')))
+        self.assertEqual(dao.get_session('a').batch_id, '2')
+        self.assertEqual(dao.get_session('b').batch_id, '2')
+        self.assertEqual(dao.get_batch('2').session_counter, 2)
+        self.assertIsNone(dao.get_batch('3'))
+
+    def test_push_during_an_update(self):
+        with Writer(self.db) as w:
+            w.run(lambda s: ClickstreamDao(s).release_batch('r1'))
+        dao = self.race(
+            lambda d: d.update_session(session('s1', query='new')),
+            lambda d: d.push_events([event('s1', 'e1')]))
+        moved = dao.get_session('s1')
+        self.assertEqual((moved.batch_id, moved.search_query), ('2', 'new'))
+        self.assertEqual([e.event_id for e in moved.events], ['e1'])
+        self.assertEqual(
+            kinds(tracks(dao.storage, runId=2)),
+            [('event', 'e1'), ('session', 's1')])
+
+    def test_the_same_event_twice(self):
+        dao = self.race(
+            lambda d: d.push_events([event('s1', 'e1', object_id='x')]),
+            lambda d: d.push_events([event('s1', 'e1', object_id='y')]))
+        self.assertEqual(
+            [e.object_id for e in dao.get_session('s1').events], ['y'])
+        self.assertEqual(len(tracks(dao.storage)), 4)
 
 
 class ConcurrencyTests(FileStorageTestCase):
