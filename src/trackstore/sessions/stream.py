@@ -131,9 +131,6 @@ class StreamEngine:
         self.compact_bytes = compact_bytes
         self.identities = (
             identities if identities is not None else Identities())
-        self._timeout_us = self.rules.timeout_us
-        self._max_length_us = self.rules.max_length_us
-        self._max_events = self.rules.max_events
         # held hits are released in slices of this much event time
         self._step = max(self.lateness_us // 2, 1)
         self.open = {}
@@ -148,6 +145,18 @@ class StreamEngine:
         self._closed_order = deque()
         self.hits = self.late = self.opened = self.closed = 0
         self.compactions = self.capped_events = self.capped_length = 0
+
+    @property
+    def rules(self):
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules):
+        # the limits are read per hit: keep them at hand
+        self._rules = rules
+        self._timeout_us = rules.timeout_us
+        self._max_length_us = rules.max_length_us
+        self._max_events = rules.max_events
 
     # -- input -----------------------------------------------------------
 
