@@ -39,10 +39,14 @@ TRACKSTORE = os.path.join(BIN, 'trackstore')
 def run_floor(path, workdir):
     import orjson
     loads = orjson.loads
+    error = orjson.JSONDecodeError
     n = 0
     with open(path, 'rb') as f:
         for line in f:
-            loads(line)
+            try:
+                loads(line)
+            except error:
+                pass
             n += 1
     return n
 
@@ -90,12 +94,21 @@ def run_seed(path, workdir):
     # a session), write to SQL (SQLite here, PostgreSQL in the seed).
     import sqlite3
 
+    import orjson
     import pandas as pd
-    df = pd.read_json(path, lines=True)
-    n = len(df)
-    events = pd.json_normalize(df['event'].tolist())
-    df = pd.concat([df.drop(columns=['event']), events], axis=1)
-    df = df[df['customer-id'].notna()]
+    records = []
+    with open(path, 'rb') as f:
+        for line in f:
+            # pd.read_json stops at the first malformed line; skip them
+            try:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                pass
+    n = len(records)
+    df = pd.json_normalize(records)
+    del records
+    df = df[df['event.customer-id'].notna()]
+    df = df.rename(columns=lambda c: c.replace('event.', ''))
     df['timestamp'] = pd.to_datetime(df['timestamp'], errors='coerce')
     df = df.sort_values(['customer-id', 'timestamp'])
     gap = df.groupby('customer-id')['timestamp'].diff()

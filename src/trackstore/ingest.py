@@ -71,6 +71,10 @@ class IngestState(Persistent):
     """
 
     engine = None
+    # Bumped by every commit of a load: a loader whose engine was read
+    # at another generation must read it again (another process loaded
+    # in between).
+    generation = 0
 
     def __init__(self):
         self.ids = LLTreeSet()
@@ -262,6 +266,7 @@ class Loader:
         self.engine = None
         self.closer = _Gathering()
         self._stale = True       # the engine must be read from the db
+        self._generation = self._next_generation = None
         self._delay = float(os.environ.get(SLOW_COMMIT_ENV) or 0)
 
     def close(self):
@@ -313,11 +318,15 @@ class Loader:
         """Take a list of hits in (one transaction): dedupe, sessionize,
         store closed sessions, save the engine. Returns the counts."""
         state = ingest_state(storage)
-        if self._stale or self.engine is None:
-            # First use, or the last attempt was aborted: the engine in
-            # memory is ahead of the database; start over from it.
+        if (self._stale or self.engine is None
+                or state.generation != self._generation):
+            # First use, the last attempt was aborted (the engine in
+            # memory is ahead of the database), or another load committed
+            # since: start over from what the database holds.
             self.engine = self._load_engine(state)
         self._stale = True
+        state.generation += 1
+        self._next_generation = state.generation
         engine = self.engine
         seen = state.ids
         other = state.other_ids
@@ -377,6 +386,7 @@ class Loader:
     def _commit(self, report, hits, final=False):
         counts, still_open = self.writer.run(self._apply, hits, final)
         self._stale = False
+        self._generation = self._next_generation
         report.stored += counts['stored']
         report.duplicates += counts['duplicates']
         report.late += counts['late']

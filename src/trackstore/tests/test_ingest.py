@@ -381,6 +381,51 @@ class Kill(Base):
                          compute(self.storage(clean_db)))
 
 
+class Concurrent(Base):
+    """Two loads into one database at once (two connections, two
+    threads): every hit stored once, nothing lost or doubled."""
+
+    def test_two_loaders(self):
+        import threading
+
+        from trackstore.ingest import Loader
+        path = self.generated(customers=120, days=4)
+        with open(path, 'rb') as f:
+            lines = f.read().splitlines(keepends=True)
+        for name, part in (('a.jsonl', lines[0::2]),
+                           ('b.jsonl', lines[1::2])):
+            with open(self.path(name), 'wb') as f:
+                f.writelines(part)
+        db = self.db()
+        reports = {}
+        errors = []
+
+        def load(name):
+            try:
+                with Loader(db, batch_size=200,
+                            rejects=self.path(name + '.rej')) as loader:
+                    reports[name] = loader.load(self.path(name))
+            except Exception as e:      # pragma: no cover
+                errors.append(e)
+
+        threads = [threading.Thread(target=load, args=(n,))
+                   for n in ('a.jsonl', 'b.jsonl')]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        ids = {str(r['id']) for _, r in valid_records(path)}
+        stored = sum(r.stored for r in reports.values())
+        self.assertEqual(stored, len(ids))
+        _, events, _ = snapshot(self.storage(db))
+        event_ids = [e[0] for es in events.values() for e in es]
+        self.assertEqual(len(event_ids), len(ids))
+        self.assertEqual(set(event_ids), ids)
+        again = ingest(path, db)
+        self.assertEqual((again.stored, again.duplicates), (0, len(ids)))
+
+
 class Report(unittest.TestCase):
 
     def test_summary_line(self):
