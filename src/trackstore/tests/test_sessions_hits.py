@@ -105,9 +105,21 @@ class TimestampTests(unittest.TestCase):
                     '2022-04-28T23:60:00.000000',
                     '2022-04-28T23:00:60.000000',
                     '2022-04-28T07:38:4x.290271', '2022-04-31T00:00:00',
+                    '2022-04-28T07:38:4\u00b2.290271',
+                    '2022-04-28X07:38:40.290271',
                     '', 'yesterday', None, [], float('nan'), True]:
             with self.assertRaises(ValueError, msg=repr(bad)):
                 parse_timestamp(bad)
+
+    def test_bad_in_a_record(self):
+        # the per-hit path inlines the fast parse: same strictness
+        for bad in ['2022-04-28T07:38:4\u00b2.290271',
+                    '2022-04-28X07:38:40.290271',
+                    '2022-04-28T07:38:60.290271']:
+            parse_timestamp('2022-04-28T07:38:00.000000')   # cache it
+            line = orjson.dumps({'id': 1, 'type': 'x',
+                                 'event': {'timestamp': bad}})
+            self.assertIs(parse_line(line, 1).__class__, Reject, bad)
 
     @given(st.datetimes(min_value=__import__('datetime').datetime(1971, 1, 1),
                         max_value=__import__('datetime').datetime(2200, 1, 1)))
