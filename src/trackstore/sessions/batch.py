@@ -44,6 +44,7 @@ def sessionize(hits, rules=None, timeout=None, identities=None):
     found = []
     for key, group in by_client.items():
         current = None
+        first = last = 0
         for hit in group:
             us = hit.us
             if current is not None and (
