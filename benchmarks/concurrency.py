@@ -51,31 +51,49 @@ def percentile(values, q):
     return values[k]
 
 
-def measure(uri, mode, writers, count, per_commit, repeat):
-    """Run the workload ``repeat`` times, each into a new storage; the
-    median throughput, all conflicts and all latencies."""
-    rates, latencies = [], []
-    conflicts = startup = 0
-    for _ in range(repeat):
-        name = 'bench-%s' % uuid.uuid4().hex[:8]
-        results = run_writers(uri, name, mode, count, writers,
-                              per_commit=per_commit, warmup=True)
-        tracks = sum(len(r['ids']) for r in results)
-        assert tracks == writers * count, (tracks, writers * count)
-        assert len({i for r in results for i in r['ids']}) == tracks
-        # The writers start together; the slowest one ends the run.
-        rates.append(tracks / max(r['seconds'] for r in results))
-        latencies.extend(x for r in results for x in r['latencies'])
-        conflicts += sum(r['conflicts'] for r in results)
-        startup += sum(r['startup_conflicts'] for r in results)
-    commits = len(latencies)
+def run_once(uri, mode, writers, count, per_commit):
+    """One run into a new storage: tracks/s, conflicts, latencies."""
+    name = 'bench-%s' % uuid.uuid4().hex[:8]
+    results = run_writers(uri, name, mode, count, writers,
+                          per_commit=per_commit, warmup=True)
+    tracks = sum(len(r['ids']) for r in results)
+    assert tracks == writers * count, (tracks, writers * count)
+    assert len({i for r in results for i in r['ids']}) == tracks
+    # The writers start together; the slowest one ends the run.
     return {
-        'tracks_s': statistics.median(rates),
-        'conflicts_per_1000': 1000.0 * conflicts / max(commits, 1),
-        'conflicts': conflicts, 'commits': commits, 'startup': startup,
-        'p50_ms': 1000 * statistics.median(latencies),
-        'p99_ms': 1000 * percentile(latencies, 0.99),
+        'rate': tracks / max(r['seconds'] for r in results),
+        'latencies': [x for r in results for x in r['latencies']],
+        'conflicts': sum(r['conflicts'] for r in results),
+        'startup': sum(r['startup_conflicts'] for r in results),
     }
+
+
+def measure(uri, mode, counts, count, per_commit, repeat):
+    """Run the workload ``repeat`` rounds; each round runs every writer
+    count once, so that load from elsewhere on the machine falls on all
+    of them alike. Per writer count: the median tracks/s, the median of
+    the per-round ratios to one writer, all conflicts and latencies."""
+    runs = {n: [] for n in counts}
+    for _ in range(repeat):
+        for n in counts:
+            runs[n].append(run_once(uri, mode, n, count, per_commit))
+    out = {}
+    for n in counts:
+        latencies = [x for r in runs[n] for x in r['latencies']]
+        conflicts = sum(r['conflicts'] for r in runs[n])
+        out[n] = {
+            'tracks_s': statistics.median(r['rate'] for r in runs[n]),
+            'ratio': statistics.median(
+                r['rate'] / one['rate']
+                for r, one in zip(runs[n], runs[counts[0]])),
+            'conflicts_per_1000': 1000.0 * conflicts / max(
+                len(latencies), 1),
+            'conflicts': conflicts, 'commits': len(latencies),
+            'startup': sum(r['startup'] for r in runs[n]),
+            'p50_ms': 1000 * statistics.median(latencies),
+            'p99_ms': 1000 * percentile(latencies, 0.99),
+        }
+    return out
 
 
 def machine():
@@ -101,7 +119,7 @@ def main():
                         help='transactions of 1,000 tracks per writer')
     parser.add_argument('--writers', default='1,2,4')
     parser.add_argument('--repeat', type=int, default=3,
-                        help='runs per cell; tracks/s is their median')
+                        help='rounds; tracks/s and ratios are medians')
     parser.add_argument('--storages', default='zeo,pg')
     args = parser.parse_args()
     counts = [int(n) for n in args.writers.split(',')]
@@ -132,12 +150,11 @@ def main():
         verdicts = []
         for label, uri in storages:
             for workload, mode, count, per_commit in workloads:
-                base = None
+                measured = measure(uri, mode, counts, count, per_commit,
+                                   args.repeat)
                 for writers in counts:
-                    m = measure(uri, mode, writers, count, per_commit,
-                                args.repeat)
-                    base = base or m['tracks_s']
-                    ratio = m['tracks_s'] / base
+                    m = measured[writers]
+                    ratio = m['ratio']
                     table.add_row(
                         label, workload, str(writers),
                         '%.0f' % m['tracks_s'], '%.2fx' % ratio,
@@ -145,15 +162,15 @@ def main():
                                           m['conflicts'], m['commits']),
                         str(m['startup']),
                         '%.1f' % m['p50_ms'], '%.1f' % m['p99_ms'])
-                    console.print('  %s, %s, %d writers: %.0f tracks/s'
-                                  % (label, workload, writers,
-                                     m['tracks_s']))
                     if writers == 4:
                         need = 1.5 if label == 'PostgreSQL' else 1.0
                         verdicts.append((
                             label, workload, m['conflicts_per_1000'] < 10,
                             m['conflicts_per_1000'], ratio >= need,
                             ratio, need))
+                console.print('  %s, %s: %s' % (label, workload, ', '.join(
+                    '%d writers %.0f tracks/s' % (n, measured[n]['tracks_s'])
+                    for n in counts)))
                 table.add_section()
         console.print(table)
         console.print('load average after: %.1f (other processes on the '

@@ -447,9 +447,15 @@ def hit_sets(draw):
             0, 1, 10 * US, 60 * US, 29 * 60 * US, TIMEOUT_US,
             TIMEOUT_US + 1, 2 * 3600 * US]) | st.integers(0, 40 * 60 * US))
         ip, ua = draw(st.sampled_from(STAMPS))
+        extra = {}
+        if draw(st.booleans()):
+            # explicit stamps and cookies: merges of clients
+            extra['session_stamp'] = draw(st.sampled_from(['S', 'T']))
+            extra['client_id'] = draw(st.sampled_from(['X', 'Y', 'Z']))
         h = make_hit(i, T0, customer=draw(st.sampled_from(CUSTOMERS)),
                      ip=ip, user_agent=ua, type=draw(st.sampled_from(
-                         ['search', 'page_view', 'placed_order'])))
+                         ['search', 'page_view', 'placed_order'])),
+                     **extra)
         h.us += t
         hits.append(h)
     # the offsets are a random walk per hit list; mix the clients' hits
@@ -458,7 +464,7 @@ def hit_sets(draw):
 
 class AgreementTests(unittest.TestCase):
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=5000, deadline=None)
     @given(hit_sets(),
            st.sampled_from([0, 1, 60, 15 * 60]),
            st.sampled_from([None, 2, 5]),
