@@ -143,11 +143,14 @@ def _open_storage(uri):
     except Exception as e:
         raise TrackstoreDBError(uri, _explain(scheme, e)) from e
     if scheme == 'zeo' and _query(uri).get('server_sync', '1') != '0':
-        # A ZEO client learns of other clients' commits asynchronously;
-        # without a round trip at transaction begin, a writer retrying
+        # A ZEO client learns of other clients' commits asynchronously.
+        # Without a round trip at transaction begin, a process may not
+        # yet see what another one committed a moment ago (a session
+        # registered through another web worker), and a writer retrying
         # after a conflict may still see the old state and conflict
         # again and again. zodburi cannot pass server_sync, so set it as
         # ClientStorage itself does once connected (and on reconnects).
+        # ``?server_sync=0`` saves the round trip where that is fine.
         storage.server_sync = True
         storage.sync = storage.ping
     return uri, storage, dbkw
@@ -210,7 +213,18 @@ def _relstorage_uri(uri):
 def _zeo_uri(uri):
     # Without a timeout ClientStorage waits forever for a server that is
     # not there; wait a few seconds, then fail.
+    uri = _without(uri, 'server_sync')
     return _with_defaults(uri, {'wait_timeout': str(CONNECT_TIMEOUT)})
+
+
+def _without(uri, name):
+    """The URI without the query parameter ``name`` (which zodburi does
+    not know and would reject)."""
+    if '?' not in uri:
+        return uri
+    base, query = uri.split('?', 1)
+    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(query) if k != name]
+    return base + ('?' + urllib.parse.urlencode(pairs) if pairs else '')
 
 
 def _zeo_address(uri):

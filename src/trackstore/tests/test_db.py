@@ -95,6 +95,18 @@ class URITests(TempDirTestCase):
         self.assertEqual(_zeo_uri('zeo://h:1?wait_timeout=9'),
                          'zeo://h:1?wait_timeout=9')
 
+    def test_zeo_server_sync_is_ours_not_zodburis(self):
+        self.assertEqual(_zeo_uri('zeo://h:1?server_sync=0&wait_timeout=2'),
+                         'zeo://h:1?wait_timeout=2')
+        server = ZEOServer(self.path('zeo.fs')).start()
+        self.addCleanup(server.stop)
+        db = open_db(server.uri)
+        self.addCleanup(db.close)
+        self.assertTrue(db.storage.server_sync)
+        db2 = open_db(server.uri + '?server_sync=0')
+        self.addCleanup(db2.close)
+        self.assertFalse(db2.storage.server_sync)
+
     def test_safe_uri_hides_the_password(self):
         self.assertEqual(safe_uri('postgresql://u:secret@h:5/db'),
                          'postgresql://u:***@h:5/db')
