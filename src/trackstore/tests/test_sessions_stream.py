@@ -464,7 +464,7 @@ def hit_sets(draw):
 
 class AgreementTests(unittest.TestCase):
 
-    @settings(max_examples=5000, deadline=None)
+    @settings(max_examples=300, deadline=None)
     @given(hit_sets(),
            st.sampled_from([0, 1, 60, 15 * 60]),
            st.sampled_from([None, 2, 5]),
