@@ -1,7 +1,7 @@
 """Clickstream writes: trackstore's DAO on FileStorage against SQLite.
 
     .venv/bin/python benchmarks/clickstream.py [--sessions 3000]
-        [--bulk 100000] [--chunk 10000]
+        [--bulk 50000] [--chunk 10000] [--rounds 3]
 
 Two workloads on the same generated sessions (10 results shown, 3 click
 events each, random session ids, most sessions with a user id):
@@ -21,7 +21,9 @@ does (the like-for-like comparison), and WAL with ``synchronous=NORMAL``,
 no fsync per commit (faster, and a committed transaction may be lost on
 power failure).
 
-Prints sessions/s per store and the ratio to each SQLite setting.
+Each store runs ``--rounds`` times, the stores taking turns; printed are
+the median sessions/s per store, the spread, and the ratios of the
+medians to each SQLite setting.
 """
 import argparse
 import gc
@@ -29,6 +31,7 @@ import os
 import random
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -256,12 +259,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sessions', type=int, default=3000,
                         help='sessions written one transaction each')
-    parser.add_argument('--bulk', type=int, default=100_000,
+    parser.add_argument('--rounds', type=int, default=3,
+                        help='runs of each store; the median is shown')
+    parser.add_argument('--bulk', type=int, default=50_000,
                         help='sessions written with store_sessions')
     parser.add_argument('--chunk', type=int, default=10_000,
                         help='sessions per bulk transaction')
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=110)
     workloads = []
     if args.sessions:
         single = generate(args.sessions, seed=1)
@@ -278,31 +283,43 @@ def main(argv=None):
     # per 10,000 sessions) belongs to the benchmark, not to any store.
     gc.collect()
     gc.freeze()
-    table = Table(title='Clickstream writes: sessions/s (3 events each)')
+    makers = [ZODBStore, lambda d: SQLiteStore(d, wal=False),
+              lambda d: SQLiteStore(d, wal=True)]
+    table = Table(title='Clickstream writes: sessions/s (3 events each), '
+                  'median of %d rounds' % args.rounds)
     table.add_column('workload')
     table.add_column('store')
     table.add_column('sessions/s', justify='right')
+    table.add_column('spread', justify='right')
     table.add_column('vs SQLite FULL', justify='right')
     table.add_column('vs SQLite WAL', justify='right')
     for label, workload, payload, n in workloads:
         rates = {}
-        for make in (ZODBStore, lambda d: SQLiteStore(d, wal=True),
-                     lambda d: SQLiteStore(d, wal=False)):
-            workdir = tempfile.mkdtemp(prefix='trackstore-bench-')
-            store = make(workdir)
-            try:
-                with console.status('%s: %s' % (label, store.name)):
-                    # The tracks: one per session and one per event.
-                    rows = 4 * n
-                    elapsed = measure(store, workload, payload, (n, rows))
-            finally:
-                store.close()
-                shutil.rmtree(workdir, ignore_errors=True)
-            rates[store.name] = n / elapsed
-        wal, full = list(rates.values())[1:]
-        for name, rate in rates.items():
-            table.add_row(label, name, '{:,.0f}'.format(rate),
-                          '%.2fx' % (rate / full), '%.2fx' % (rate / wal))
+        for round_ in range(args.rounds):
+            # The stores take turns, in a rotating order, so that a
+            # neighbour's load on the shared disk hits all of them.
+            order = makers[round_ % 3:] + makers[:round_ % 3]
+            for make in order:
+                workdir = tempfile.mkdtemp(prefix='trackstore-bench-')
+                store = make(workdir)
+                try:
+                    with console.status('%s, round %d: %s' % (
+                            label, round_ + 1, store.name)):
+                        # One track per session and one per event.
+                        elapsed = measure(store, workload, payload,
+                                          (n, 4 * n))
+                finally:
+                    store.close()
+                    shutil.rmtree(workdir, ignore_errors=True)
+                rates.setdefault(store.name, []).append(n / elapsed)
+        medians = {name: statistics.median(r) for name, r in rates.items()}
+        full = medians['SQLite FULL']
+        wal = medians['SQLite WAL/NORMAL']
+        for name, median in medians.items():
+            table.add_row(
+                label, name, '{:,.0f}'.format(median),
+                '{:,.0f}-{:,.0f}'.format(min(rates[name]), max(rates[name])),
+                '%.2fx' % (median / full), '%.2fx' % (median / wal))
     console.print(table)
     console.print('python %s, %d sessions one by one, %d in bulk' % (
         sys.version.split()[0], args.sessions, args.bulk))
