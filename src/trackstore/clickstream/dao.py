@@ -158,9 +158,10 @@ def forget_orphan_partition(storage):
     """
     cached = getattr(storage, '_v_partition', None)
     partitions = getattr(storage, 'partitions', None)
-    if cached is None or partitions is None:
+    number = getattr(cached, 'number', None)
+    if number is None or partitions is None:
         return
-    if partitions.get(cached.number) is not cached:
+    if partitions.get(number) is not cached:
         del storage._v_partition
 
 
@@ -174,7 +175,6 @@ class ClickstreamDao:
     """
 
     taskId = 'clickstream'
-    events_limit = DEFAULT_EVENTS_LIMIT
 
     def __init__(self, storage, taskId=None):
         self.storage = storage
@@ -193,7 +193,8 @@ class ClickstreamDao:
 
     def _records(self, create=False):
         if create:
-            # Every write path asks for its records with create=True.
+            # Registrations save tracks; the other write paths call this
+            # themselves once they know they will write.
             forget_orphan_partition(self.storage)
         annotations = self.storage.__annotations__
         records = annotations.get(self.annotation_key)
