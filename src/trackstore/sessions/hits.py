@@ -224,6 +224,44 @@ def stamp_of(ip, user_agent):
 
 def parse_record(record, lineno, raw=b''):
     """A ``Hit`` from a decoded JSON value, or a ``Reject``."""
+    # The fast path: a record in the usual shape, read with subscripts
+    # (no method calls); anything else takes the careful path below,
+    # which gives the same hit or says what is wrong.
+    try:
+        event = record['event']
+        hid = record['id']
+        htype = record['type']
+        when = event['timestamp']
+        customer = event['customer-id']
+        ip = event['ip']
+        agent = event['user-agent']
+    except (KeyError, TypeError):
+        return _parse_record(record, lineno, raw)
+    if (when.__class__ is not str or len(when) != 26 or when[19] != '.'
+            or when[16] != ':' or when[17] > '5'
+            or htype.__class__ is not str or not htype
+            or (hid.__class__ is not int and hid.__class__ is not str)
+            or 'session-stamp' in event or 'client-id' in event):
+        return _parse_record(record, lineno, raw)
+    base = _MINUTE_US.get(when[:16])
+    frac = when[17:19] + when[20:26]
+    # isascii: int() fails on digits like '\u00b2' that isdigit takes
+    if base is None or not frac.isascii() or not frac.isdigit():
+        return _parse_record(record, lineno, raw)
+    if customer is not None:
+        if customer.__class__ is not str:
+            customer = str(customer)
+        elif not customer:
+            customer = None
+    stamp = _STAMPS.get((ip, agent))
+    if stamp is None:
+        stamp = stamp_of(ip, agent)
+    return Hit(hid, htype, base + int(frac), customer, stamp, None, event,
+               len(raw))
+
+
+def _parse_record(record, lineno, raw):
+    """``parse_record`` for every record, however unusual."""
     if record.__class__ is not dict:
         return Reject(lineno, 'not a JSON object', raw)
     hid = record.get('id')
