@@ -209,13 +209,19 @@ def stamp_of(ip, user_agent):
         return _STAMPS[key]
     except KeyError:
         pass
+    except TypeError:
+        # not strings (a list, an object): hash their JSON text
+        key = None
+        ip = orjson.dumps(ip).decode()
+        user_agent = orjson.dumps(user_agent).decode()
     text = '%s\x00%s' % (ip, user_agent)
     value = hashlib.blake2b(
         text.encode('utf-8', 'surrogatepass'), digest_size=8).hexdigest()
-    if len(_STAMPS) > 200000:
-        # a bounded cache: visitors come back, but not all at once
-        _STAMPS.clear()
-    _STAMPS[key] = value
+    if key is not None:
+        if len(_STAMPS) > 200000:
+            # a bounded cache: visitors come back, but not all at once
+            _STAMPS.clear()
+        _STAMPS[key] = value
     return value
 
 
@@ -249,11 +255,16 @@ def parse_record(record, lineno, raw=b''):
     if base is None or not frac.isascii() or not frac.isdigit():
         return _parse_record(record, lineno, raw)
     if customer is not None:
-        if customer.__class__ is not str:
+        if customer.__class__ is int:
             customer = str(customer)
+        elif customer.__class__ is not str:
+            return _parse_record(record, lineno, raw)
         elif not customer:
             customer = None
-    stamp = _STAMPS.get((ip, agent))
+    try:
+        stamp = _STAMPS.get((ip, agent))
+    except TypeError:       # not hashable: not a string
+        stamp = None
     if stamp is None:
         stamp = stamp_of(ip, agent)
     return Hit(hid, htype, base + int(frac), customer, stamp, None, event,
@@ -297,17 +308,16 @@ def _parse_record(record, lineno, raw):
             return Reject(lineno, 'unparsable timestamp %r' % (when,), raw)
     customer = event.get('customer-id')
     if customer is not None:
-        if customer.__class__ is not str:
+        if customer.__class__ in (int, float):
             customer = str(customer)
+        elif customer.__class__ is not str:
+            return Reject(lineno, 'customer-id is not a string or number',
+                          raw)
         elif customer == '':
             customer = None
     stamp = event.get('session-stamp')
     if stamp is None:
-        ip = event.get('ip')
-        agent = event.get('user-agent')
-        stamp = _STAMPS.get((ip, agent))
-        if stamp is None:
-            stamp = stamp_of(ip, agent)
+        stamp = stamp_of(event.get('ip'), event.get('user-agent'))
     elif stamp.__class__ is not str:
         stamp = str(stamp)
     client = event.get('client-id')

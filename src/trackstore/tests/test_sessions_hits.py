@@ -89,6 +89,50 @@ class ParseTests(unittest.TestCase):
             self.assertEqual(reject.raw, line)
 
 
+class FastPathTests(unittest.TestCase):
+    """``parse_record`` has a fast path for the usual shape; it must
+    agree with the careful path on everything."""
+
+    values = st.none() | st.integers(-3, 3) | st.sampled_from(
+        ['', 'x', '42', '2022-04-28T07:38:46.290271',
+         '2022-04-28T07:38:66.290271', '2022-04-28 07:38:46.290271',
+         '2022-04-28T07:38:4\u00b2.290271', '2022-04-28T07:38:46.29027Z',
+         '2022-04-28X07:38:46.290271']) | st.lists(st.integers(), max_size=1)
+
+    stamps = st.sampled_from(['2022-04-28T07:38:46.290271',
+                              '2022-04-28T07:39:00.000001'])
+    usual = st.fixed_dictionaries(
+        {'timestamp': stamps | values, 'customer-id': values,
+         'ip': values, 'user-agent': values},
+        optional={'query': values, 'session-stamp': values,
+                  'client-id': values})
+
+    @settings(max_examples=500)
+    @given(usual | st.dictionaries(st.sampled_from(
+        ['timestamp', 'customer-id', 'ip', 'user-agent', 'query',
+         'session-stamp', 'client-id']), values),
+        st.fixed_dictionaries({'id': values, 'type': values})
+        | st.dictionaries(st.sampled_from(['id', 'type']), values),
+        st.booleans())
+    def test_fast_equals_careful(self, event, top, flat):
+        from trackstore.sessions.hits import _parse_record
+        from trackstore.sessions.hits import parse_record
+        record = dict(top)
+        if flat:
+            record.update(event)
+        else:
+            record['event'] = event
+        # both orders: the careful path fills the minute cache
+        for _ in range(2):
+            fast = parse_record(record, 3, b'raw')
+            careful = _parse_record(record, 3, b'raw')
+            self.assertIs(fast.__class__, careful.__class__)
+            if fast.__class__ is Reject:
+                self.assertEqual(fast, careful)
+            else:
+                self.assertEqual(fast.to_row(), careful.to_row())
+
+
 class TimestampTests(unittest.TestCase):
 
     def test_forms(self):
