@@ -338,8 +338,12 @@ def is_retryable(error):
     ZODB's ConflictError (and ReadConflictError) are TransientErrors; so
     are RelStorage's row lock timeouts.
     """
-    return isinstance(error, (transaction.interfaces.TransientError,
-                              ZODB.POSException.ConflictError))
+    if isinstance(error, (transaction.interfaces.TransientError,
+                          ZODB.POSException.ConflictError)):
+        return True
+    # RelStorage's commit lock timeout is not a TransientError "for
+    # historical reasons", but a later try may well get the lock.
+    return type(error).__name__ == 'UnableToAcquireCommitLockError'
 
 
 def _pause(attempt):
@@ -413,7 +417,9 @@ class Writer:
         try:
             self.transaction_manager.abort()
             if release and hasattr(self.storage, 'releasePartition'):
+                commits = self.commits
                 self.run(lambda storage: storage.releasePartition())
+                self.commits = commits      # count units of work only
         finally:
             self.transaction_manager.abort()
             self.connection.close()

@@ -103,9 +103,13 @@ class PGUnavailable(Exception):
 class PGDatabase:
     """A fresh PostgreSQL database for one test run (or benchmark)."""
 
-    def __init__(self, admin_dsn=PG_ADMIN_DSN, prefix='trackstore_test'):
+    def __init__(self, admin_dsn=PG_ADMIN_DSN, prefix='trackstore_test',
+                 settings=None):
         self.admin_dsn = admin_dsn
         self.name = '%s_%s' % (prefix, uuid.uuid4().hex[:12])
+        # Server settings for this database only (ALTER DATABASE ... SET),
+        # e.g. {'synchronous_commit': 'off'} for a benchmark.
+        self.settings = dict(settings or {})
         self.params = None
         self.uri = None
 
@@ -126,6 +130,9 @@ class PGDatabase:
             self.params = conn.get_dsn_parameters()
             with conn.cursor() as cur:
                 cur.execute('CREATE DATABASE %s' % self.name)
+                for key, value in sorted(self.settings.items()):
+                    cur.execute('ALTER DATABASE %s SET %s = %%s'
+                                % (self.name, key), (value,))
         finally:
             conn.close()
         p = self.params
