@@ -145,26 +145,6 @@ def batch_model(batch):
         release_id=batch.release_id, released_at=batch.released_at)
 
 
-def forget_orphan_partition(storage):
-    """Drop a storage's cached write partition when it is not stored.
-
-    Workaround for the core (reported to the lead): ``TrackingStorage``
-    caches its write partition in ``_v_partition``, and a volatile
-    attribute survives an aborted transaction. When the transaction that
-    created a partition conflicts, the cache keeps the uncommitted,
-    unreachable partition, and every track saved later goes there and is
-    lost. A partition that is not the one stored under its number is
-    such an orphan; forgetting it makes the storage claim a live one.
-    """
-    cached = getattr(storage, '_v_partition', None)
-    partitions = getattr(storage, 'partitions', None)
-    number = getattr(cached, 'number', None)
-    if number is None or partitions is None:
-        return
-    if partitions.get(number) is not cached:
-        del storage._v_partition
-
-
 @adapter(ITrackingStorage)
 @implementer(IClickstreamBulkDao)
 class ClickstreamDao:
@@ -192,10 +172,6 @@ class ClickstreamDao:
     # -- records ------------------------------------------------------
 
     def _records(self, create=False):
-        if create:
-            # Registrations save tracks; the other write paths call this
-            # themselves once they know they will write.
-            forget_orphan_partition(self.storage)
         annotations = self.storage.__annotations__
         records = annotations.get(self.annotation_key)
         if records is None and create:
@@ -275,7 +251,6 @@ class ClickstreamDao:
         old_key, old = self._load(records, sid)
         if old is None:
             raise SessionNotFound([sid])
-        forget_orphan_partition(self.storage)
         old_batch = records.batches[old['batch']]
         old_batch.session_counter -= 1
         del records.sessions[old_key]
@@ -316,7 +291,6 @@ class ClickstreamDao:
         if record is None:
             return None
         if not record['session'].get('is_irrelevant'):
-            forget_orphan_partition(self.storage)
             record['session']['is_irrelevant'] = True
             records.sessions[key] = repack(record)
             track = self.storage.getTrack(record['track'])
@@ -360,7 +334,6 @@ class ClickstreamDao:
         if unknown:
             # Checked before anything is written: all or nothing.
             raise SessionNotFound(unknown)
-        forget_orphan_partition(self.storage)
         accepted, changed = self._add_events([
             found[sid] + (group,) for sid, group in groups.items()])
         records.sessions.update(sorted(
