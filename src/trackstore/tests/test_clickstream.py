@@ -16,6 +16,9 @@ import zope.configuration.xmlconfig
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis.stateful import invariant
+from hypothesis.stateful import rule
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ConflictError
 from zope.interface.verify import verifyClass
@@ -561,6 +564,160 @@ class BulkTests(DaoTestCase):
                         for b in ('1', '2') if dao.get_batch(b)]
             results.append((state, counters, len(storage)))
         self.assertEqual(results[0], results[1])
+
+
+SIDS = st.sampled_from(['a', 'b', 'c', 'd', 'e'])
+STATUSES = st.sampled_from([s.value for s in SessionBatchStatus])
+
+
+class ContractMachine(RuleBasedStateMachine):
+    """Random sequences of every call, checked against a plain model of
+    the contract (dicts and counters) after each step."""
+
+    def __init__(self):
+        super().__init__()
+        self.storage = TrackingStorage()
+        self.dao = ClickstreamDao(self.storage)
+        self.sessions = {}  # sid -> [batch, number, query, irrelevant]
+        self.events = {}  # sid -> [event ids, oldest first]
+        self.batches = {}  # batch -> [status, counter, last, release]
+        self.collecting = None
+        self.releases = {}
+        self.clock = 0
+
+    def open_batch(self):
+        if self.collecting is None:
+            self.collecting = len(self.batches) + 1
+            self.batches[self.collecting] = ['collecting', 0, 0, None]
+        batch = self.batches[self.collecting]
+        batch[1] += 1
+        batch[2] += 1
+        return self.collecting, batch[2]
+
+    @rule(sid=SIDS, query=st.sampled_from(['x', 'y']))
+    def register(self, sid, query):
+        reg = self.dao.register_session(session(sid, query=query))
+        if sid not in self.sessions:
+            self.sessions[sid] = list(self.open_batch()) + [query, False]
+            self.events[sid] = []
+        batch, number, stored_query, _ = self.sessions[sid]
+        assert (reg.batch_id, reg.session_number, reg.search_query) == (
+            str(batch), number, stored_query)
+
+    @rule(sid=SIDS, query=st.sampled_from(['x', 'y']))
+    def update(self, sid, query):
+        if sid not in self.sessions:
+            try:
+                self.dao.update_session(session(sid, query=query))
+            except SessionNotFound:
+                return
+            raise AssertionError('no SessionNotFound')
+        reg = self.dao.update_session(session(sid, query=query))
+        self.batches[self.sessions[sid][0]][1] -= 1
+        self.sessions[sid] = list(self.open_batch()) + [query, False]
+        assert (reg.batch_id, reg.session_number) == (
+            str(self.sessions[sid][0]), self.sessions[sid][1])
+
+    @rule(sid=SIDS, eids=st.lists(st.sampled_from(['1', '2', '3', '4']),
+                                  max_size=3),
+          other=st.booleans())
+    def push(self, sid, eids, other):
+        self.clock += 1
+        pushed = [event(sid, eid, created_at=self.clock) for eid in eids]
+        if other:
+            pushed.append(event('zz', '1'))
+        if not pushed:
+            assert self.dao.push_events(pushed) == []
+            return
+        if sid not in self.sessions or other:
+            before = len(self.storage)
+            try:
+                self.dao.push_events(pushed)
+            except SessionNotFound:
+                assert len(self.storage) == before
+                return
+            raise AssertionError('no SessionNotFound')
+        new = self.dao.push_events(pushed)
+        expected = []
+        for eid in eids:
+            if eid not in self.events[sid]:
+                self.events[sid].append(eid)
+                expected.append(eid)
+        assert [e.event_id for e in new] == expected
+
+    @rule(sid=SIDS)
+    def mark(self, sid):
+        marked = self.dao.mark_session_irrelevant(sid)
+        if sid not in self.sessions:
+            assert marked is None
+        else:
+            self.sessions[sid][3] = True
+            assert marked.is_irrelevant
+
+    @rule(rid=st.sampled_from(['r1', 'r2', 'r3']))
+    def release(self, rid):
+        released = self.dao.release_batch(rid)
+        if rid not in self.releases:
+            if self.collecting is None:
+                assert released is None
+                return
+            self.releases[rid] = self.collecting
+            self.batches[self.collecting][0] = 'released'
+            self.batches[self.collecting][3] = rid
+            self.collecting = None
+        assert released.batch_id == str(self.releases[rid])
+
+    @rule(batch=st.integers(1, 4), status=STATUSES)
+    def set_status(self, batch, status):
+        if batch not in self.batches:
+            assert self.dao.update_batch_status(str(batch), status) is None
+        elif batch == self.collecting:
+            self.dao.update_batch_status(str(batch), status)
+            if status != 'collecting':
+                self.batches[batch][0] = status
+                self.collecting = None
+        elif status == 'collecting':
+            try:
+                self.dao.update_batch_status(str(batch), status)
+            except ValueError:
+                return
+            raise AssertionError('no ValueError')
+        else:
+            self.dao.update_batch_status(str(batch), status)
+            self.batches[batch][0] = status
+
+    @invariant()
+    def agrees_with_the_model(self):
+        for batch, (status, counter, _, release) in self.batches.items():
+            got = self.dao.get_batch(str(batch))
+            assert (got.status, got.session_counter, got.release_id) == (
+                status, counter, release)
+            listed = self.dao.get_batch_sessions(str(batch))
+            assert [(s.session_id, s.session_number) for s in listed] == \
+                sorted(((sid, v[1]) for sid, v in self.sessions.items()
+                        if v[0] == batch), key=lambda item: item[1])
+            assert len(listed) == counter
+            found = self.storage.query(taskId='clickstream', runId=batch)
+            assert len(found) == sum(1 + len(self.events[s.session_id])
+                                     for s in listed)
+        for sid, (batch, number, query, irrelevant) in self.sessions.items():
+            got = self.dao.get_session(sid)
+            assert (got.batch_id, got.session_number, got.search_query,
+                    got.is_irrelevant) == (str(batch), number, query,
+                                           irrelevant)
+            assert [e.event_id for e in got.events] == self.events[sid]
+        collecting = [b for b, v in self.batches.items()
+                      if v[0] == 'collecting']
+        assert collecting == ([] if self.collecting is None
+                              else [self.collecting])
+
+
+ContractMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=25, deadline=None)
+
+
+class ContractTests(ContractMachine.TestCase):
+    """The state machine above, as a unittest case."""
 
 
 class FileStorageTestCase(unittest.TestCase):
