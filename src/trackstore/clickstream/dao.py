@@ -38,6 +38,7 @@ ANNOTATION_KEY = 'trackstore.clickstream'
 DEFAULT_EVENTS_LIMIT = 100
 COLLECTING = SessionBatchStatus.collecting.value
 SESSION_FIELDS = tuple(Session.model_fields)
+SESSION_FIELD_SET = frozenset(SESSION_FIELDS)
 
 
 class SessionNotFound(KeyError):
@@ -83,7 +84,9 @@ def run_id_of(batch_id):
 def session_fields(session):
     """The ``Session`` fields of a session (or of a subclass instance),
     as values that construct a model without validating again."""
-    return {name: getattr(session, name) for name in SESSION_FIELDS}
+    # A pydantic model keeps its field values in its __dict__.
+    values = session.__dict__
+    return {name: values[name] for name in SESSION_FIELDS}
 
 
 def session_track_data(data, number):
@@ -232,7 +235,7 @@ class ClickstreamDao:
             return registered_from_record(record)
         batch = self._collecting(records)
         number = self._allocate(batch, 1)
-        data = session.model_dump(mode='json', include=set(SESSION_FIELDS))
+        data = session.model_dump(mode='json', include=SESSION_FIELD_SET)
         track_id = self.storage.saveUserTrack(
             self.taskId, batch.run_id, session.user_id or '',
             session_track_data(data, number),
@@ -257,7 +260,7 @@ class ClickstreamDao:
         batch = self._collecting(records)
         number = self._allocate(batch, 1)
         key = slot(batch.run_id, number)
-        data = session.model_dump(mode='json', include=set(SESSION_FIELDS))
+        data = session.model_dump(mode='json', include=SESSION_FIELD_SET)
         user = session.user_id or ''
         self._remove_track(old['track'])
         track_id = self.storage.saveUserTrack(
@@ -417,7 +420,7 @@ class ClickstreamDao:
             batch = self._collecting(records)
             first = self._allocate(batch, len(new))
             run_id = batch.run_id
-            datas = [s.model_dump(mode='json', include=set(SESSION_FIELDS))
+            datas = [s.model_dump(mode='json', include=SESSION_FIELD_SET)
                      for s in new]
             track_ids = self.storage.saveTracks([{
                 'taskId': self.taskId, 'runId': run_id,
