@@ -316,6 +316,11 @@ class Partition(Persistent):
                                         excludemax=True)])
         return found
 
+    def iterRecords(self, low, high):
+        """The records whose user key is in the range, lazily."""
+        for segment in self.records.segments:
+            yield from segment.values(min=low, max=high, excludemax=True)
+
     def items(self):
         """(id, record) of all tracks, by id."""
         found = []

@@ -448,10 +448,21 @@ class TrackingStorage(Persistent):
             {name: [entry]
              for name, entry in self._entries(trackId, stored).items()})
         partition.delete(trackId, key)
-        if not self.query(taskId=stored.taskId, userName=stored.userName):
+        if not self._userHasTracks(stored.taskId, stored.userName):
             pair = keys.encode(stored.taskId) + keys.encode(stored.userName)
             for p in self.partitions.values():
                 p.pairs.remove(pair)
+
+    def _userHasTracks(self, taskId, userName):
+        """Whether the user has a track in the task; stops at the first
+        one, so a user with many tracks (anonymous ones) costs little."""
+        prefix = keys.encode(userName)
+        wanted = keys.encode(taskId)
+        for partition in self.partitions.values():
+            for record in partition.iterRecords(prefix, keys.after(prefix)):
+                if keys.encode(load_record(record)[0]) == wanted:
+                    return True
+        return False
 
     def indexTrack(self, track, trackId=None):
         trackId = int(track.__name__ if trackId is None else trackId)

@@ -245,3 +245,30 @@ class PersistenceTests(unittest.TestCase):
                          '0000002')
         transaction.commit()
         conn.close()
+
+
+class RemovalTests(unittest.TestCase):
+
+    def test_removing_a_track_of_a_busy_user_reads_little(self):
+        import trackstore.storage
+        storage = TrackingStorage()
+        storage.saveTracks(dict(taskId='t', userName='', data={'i': i})
+                           for i in range(5000))
+        storage.saveUserTrack('other', 0, '', {})
+        decoded = []
+        original = trackstore.storage.load_record
+
+        def counting(record):
+            decoded.append(record)
+            return original(record)
+        trackstore.storage.load_record = counting
+        try:
+            storage.removeTrack('0000001')
+        finally:
+            trackstore.storage.load_record = original
+        # The track itself and the first remaining one, not all 5000.
+        self.assertLess(len(decoded), 10)
+        self.assertEqual(storage.getUserNames('t'), [''])
+        storage.removeTrack('0005001')
+        self.assertEqual(storage.getUserNames('other'), [])
+        self.assertEqual(storage.getUserNames('t'), [''])
