@@ -247,6 +247,7 @@ def parse_record(record, lineno, raw=b''):
             or when[16] != ':' or when[17] > '5'
             or htype.__class__ is not str or not htype
             or (hid.__class__ is not int and hid.__class__ is not str)
+            or hid == ''
             or 'session-stamp' in event or 'client-id' in event):
         return _parse_record(record, lineno, raw)
     base = _MINUTE_US.get(when[:16])
@@ -444,127 +445,217 @@ def read_hits(source, rejects=None):
             yield hit
 
 
-_OUTSIDE = re.compile(rb'["\[\]{},]')
-_INSIDE = re.compile(rb'["\\]')
+# One JSON value, nested at most six deep, then the array's separator.
+# Possessive repeats (no backtracking) keep it linear; a value that does
+# not match (deeper, broken, or cut off by the buffer's end) takes the
+# slow paths below.
+_STR = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+_ATOM = rb'[^"\[\]{},:\s]++'
 
 
-def split_array(f, chunk_size=1 << 16):
+def _nested(inner):
+    body = rb'(?:' + _STR + rb'|[\s,:]++|' + _ATOM + (
+        rb'|' + inner if inner else b'') + rb')*+'
+    return rb'(?:\{' + body + rb'\}|\[' + body + rb'\])'
+
+
+_VALUE = None
+for _depth in range(6):
+    _VALUE = _nested(_VALUE)
+_ITEM = re.compile(
+    rb'(?:' + _STR + rb'|' + _ATOM + rb'|' + _VALUE + rb')[ \t\r\n]*+'
+    rb'(?=[,\]])', re.DOTALL)
+_BLANK = re.compile(rb'[ \t\r\n]*+')
+del _depth
+
+
+class _Buffer:
+    """The window of a stream that the array splitter works in; it
+    knows the line number of any position at or after the last one
+    asked about."""
+
+    def __init__(self, f, chunk_size):
+        self.f = f
+        self.chunk_size = chunk_size
+        self.buf = b''
+        self.eof = False
+        self._mark = 0          # a position in buf ...
+        self._mark_line = 1     # ... and its line number
+
+    def fill(self, keep, want=0):
+        """Drop what is before ``keep``, read a chunk more (or until
+        ``want`` bytes are kept); False at the end of the stream.
+        Positions shift down by ``keep``."""
+        if self.eof:
+            return False
+        data = self.f.read(max(self.chunk_size,
+                               want - (len(self.buf) - keep)))
+        if not data:
+            self.eof = True
+            return False
+        self.line(keep)
+        self.buf = self.buf[keep:] + data
+        self._mark -= keep
+        return True
+
+    def line(self, pos):
+        if pos > self._mark:
+            self._mark_line += self.buf.count(b'\n', self._mark, pos)
+            self._mark = pos
+        return self._mark_line
+
+
+_WINDOW = 1 << 16
+
+
+def split_array(f, chunk_size=1 << 16, max_item=1 << 24):
     """Yield ``(lineno, raw)`` for the items of the JSON array on ``f``,
-    reading ``chunk_size`` bytes at a time.
+    reading ``chunk_size`` bytes at a time; ``lineno`` is the line where
+    the item starts.
 
     Only the nesting and the strings are followed (so an item is cut out
-    whole); whether an item is valid JSON is for the parser to say. Text
-    after the array's end, or an unterminated last item, comes out as a
-    record of its own, so it is rejected and accounted for.
+    whole); whether an item is valid JSON is for the parser to say. A
+    broken item (say, cut off in the middle of a string) ends where the
+    next well-formed item begins, so one bad record costs one reject,
+    not the rest of the array. Text after the array's end comes out as a
+    record of its own. Memory stays within a few ``max_item`` (an item
+    larger than that is cut there).
     """
-    buf = b''
-    pos = 0             # where scanning goes on
-    start = None        # where the current item starts
-    depth = 0           # 1 inside the top array
-    in_string = False
-    escaped = False
-    lineno = 1          # line of buf[0]
-    done = False        # the top array was closed
-    eof = False
-    while True:
-        if pos >= len(buf) or escaped:
-            if eof:
-                break
-            data = f.read(chunk_size)
-            if not data:
-                eof = True
-                if escaped:
-                    break
-                continue
-            # keep the item being read, drop what is behind it
-            keep = pos if start is None else start
-            lineno += buf.count(b'\n', 0, keep)
-            buf = buf[keep:] + data
-            pos -= keep
-            if start is not None:
-                start = 0
-        if escaped:
-            pos += 1
-            escaped = False
-            in_string = True
-            continue
-        if in_string:
-            m = _INSIDE.search(buf, pos)
-            if m is None:
-                pos = len(buf)
-                continue
-            pos = m.end()
-            if m.group() == b'\\':
-                escaped = True
-                if pos < len(buf):
-                    pos += 1
-                    escaped = False
-            else:
-                in_string = False
-            continue
-        if depth == 0:
-            # before the array, or after it: anything not blank is junk
-            i = pos
-            n = len(buf)
-            while i < n and buf[i] in b' \t\r\n':
-                i += 1
-            if i >= n:
-                pos = n
-                continue
-            if not done and buf[i:i + 1] == b'[':
-                depth = 1
-                pos = i + 1
-                continue
-            lineno_here = lineno + buf.count(b'\n', 0, i)
-            rest = buf[i:] + f.read()
-            yield lineno_here, rest.rstrip()
+    b = _Buffer(f, chunk_size)
+    pos = 0
+    while True:     # up to the array's '['
+        pos = _BLANK.match(b.buf, pos).end()
+        if pos < len(b.buf):
+            break
+        if not b.fill(pos):
             return
-        if depth == 1 and start is None:
-            i = pos
-            n = len(buf)
-            while i < n and buf[i] in b' \t\r\n':
-                i += 1
-            if i >= n:
-                pos = n
-                continue
-            c = buf[i:i + 1]
-            if c == b']':
-                depth = 0
-                done = True
-                pos = i + 1
-                continue
-            if c == b',':
-                # an empty item (",,"): nothing to load, skip it
-                pos = i + 1
-                continue
-            start = i
-            pos = i
-        m = _OUTSIDE.search(buf, pos)
-        if m is None:
-            pos = len(buf)
+        pos = 0
+    if b.buf[pos] != 0x5b:
+        yield from _junk(b, pos)
+        return
+    pos += 1
+    while True:
+        pos = _BLANK.match(b.buf, pos).end()
+        buf = b.buf
+        if pos >= len(buf):
+            if not b.fill(pos):
+                return          # no ']': nothing is lost by that
+            pos = 0
             continue
-        c = m.group()
-        pos = m.end()
-        if c == b'"':
+        c = buf[pos]
+        if c == 0x5d:           # ']'
+            yield from _junk(b, pos + 1)
+            return
+        if c == 0x2c:           # an empty item (",,"): nothing to load
+            pos += 1
+            continue
+        m = _ITEM.match(buf, pos)
+        if m is not None:
+            end = m.end()
+            yield b.line(pos), buf[pos:end].rstrip()
+            pos = end + 1 if buf[end] == 0x2c else end
+            continue
+        if not b.eof and len(buf) - pos < _WINDOW:
+            if b.fill(pos):     # perhaps only cut off: read on
+                pos = 0
+            continue
+        # deeper than the pattern, very large, or broken: look closer,
+        # in a window that grows (up to max_item) while that is unclear
+        window = _WINDOW
+        while True:
+            end = _scan(buf, pos, len(buf))
+            if end is None or not _is_json(buf[pos:end]):
+                end = _resync(buf, pos, b.eof)
+            if end is not None:
+                break
+            if b.eof or len(buf) - pos >= max_item:
+                end = len(buf)      # give up on it: cut here
+                break
+            window *= 4
+            b.fill(pos, window)
+            pos = 0
+            buf = b.buf
+        yield b.line(pos), buf[pos:end].rstrip()
+        pos = end + 1 if end < len(buf) and buf[end] == 0x2c else end
+
+
+def _junk(b, pos):
+    """Anything but blanks after the array is a record of its own."""
+    while True:
+        pos = _BLANK.match(b.buf, pos).end()
+        if pos < len(b.buf) or not b.fill(pos):
+            break
+        pos = 0
+    if pos < len(b.buf):
+        rest = b.buf[pos:] + b.f.read(max(0, (1 << 20) - len(b.buf)))
+        yield b.line(pos), rest.rstrip()
+
+
+def _scan(buf, pos, limit):
+    """The end of the value at ``pos`` (the ',' or ']' after it),
+    following nesting and strings byte by byte; None when not found
+    before ``limit`` or the buffer's end."""
+    depth = 0
+    in_string = False
+    i = pos
+    n = min(len(buf), limit)
+    while i < n:
+        c = buf[i]
+        if in_string:
+            if c == 0x5c:
+                i += 2
+                continue
+            if c == 0x22:
+                in_string = False
+        elif c == 0x22:
             in_string = True
-        elif c in b'[{':
+        elif c == 0x7b or c == 0x5b:
             depth += 1
-        elif c in b']}':
-            if depth == 1:
-                # the array's end closes the last item
-                yield (lineno + buf.count(b'\n', 0, start),
-                       buf[start:m.start()].rstrip())
-                start = None
-                depth = 0
-                done = True
-            else:
-                depth -= 1
-        elif depth == 1:     # a comma between items
-            yield (lineno + buf.count(b'\n', 0, start),
-                   buf[start:m.start()].rstrip())
-            start = None
-    if start is not None and start < len(buf):
-        yield lineno + buf.count(b'\n', 0, start), buf[start:].rstrip()
+        elif c == 0x7d or c == 0x5d:
+            if depth == 0:
+                return i
+            depth -= 1
+        elif c == 0x2c and depth == 0:
+            return i
+        i += 1
+    return None
+
+
+def _is_json(raw):
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _resync(buf, pos, eof):
+    """Where a broken item ends.
+
+    Items of an array are alike: after a broken object, the next item
+    starts at the first ',' followed by '{' (an array: '['); after a
+    broken scalar, at the first ',' followed by a well-formed item. At
+    the array's last ']' when the input ends first; None when the buffer
+    does not tell yet.
+    """
+    kind = buf[pos]
+    if kind != 0x7b and kind != 0x5b:
+        kind = None
+    i = buf.find(b',', pos)
+    while i != -1:
+        j = _BLANK.match(buf, i + 1).end()
+        if kind is not None:
+            if j < len(buf) and buf[j] == kind:
+                return i
+        else:
+            m = _ITEM.match(buf, j)
+            if m is not None and _is_json(buf[j:m.end()]):
+                return i
+        i = buf.find(b',', i + 1)
+    if eof:
+        end = buf.rfind(b']', pos)
+        return len(buf) if end == -1 else end
+    return None
 
 
 # -- rejects -------------------------------------------------------------

@@ -117,6 +117,9 @@ class FastPathTests(unittest.TestCase):
     def test_fast_equals_careful(self, event, top, flat):
         from trackstore.sessions.hits import _parse_record
         from trackstore.sessions.hits import parse_record
+        # the fast path needs the minute in its cache
+        parse_timestamp('2022-04-28T07:38:00.000000')
+        parse_timestamp('2022-04-28T07:39:00.000000')
         record = dict(top)
         if flat:
             record.update(event)
@@ -274,6 +277,19 @@ class ReaderTests(unittest.TestCase):
         got = [orjson.loads(raw) for _, raw in
                split_array(io.BytesIO(data), chunk_size=chunk)]
         self.assertEqual(got, items)
+
+    def test_broken_items_cost_one_record_each(self):
+        # the generator's malformed lines include truncated JSON; in an
+        # array each must stay one record, not swallow the rest
+        out = io.BytesIO()
+        generate(customers=100, days=3, seed=7, out=out, malformed=0.05)
+        lines = [line for line in out.getvalue().split(b'\n') if line]
+        for sep in (b',\n', b', ', b','):
+            data = b'[' + sep.join(lines) + b']'
+            for chunk in (97, 1 << 16):
+                got = [raw for _, raw in split_array(
+                    io.BytesIO(data), chunk_size=chunk)]
+                self.assertEqual(got, lines, (sep, chunk))
 
     def test_array_line_numbers(self):
         data = b'[\n' + SEARCH + b',\n\n' + VIEW + b'\n]'
