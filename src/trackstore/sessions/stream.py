@@ -56,7 +56,6 @@ STATE_VERSION = 1
 
 _NEVER = -(1 << 62)
 _KEY = operator.attrgetter('us', 'idkey')
-_US = operator.attrgetter('us')
 _FIRST_KEY = operator.attrgetter('first', 'key')
 
 
@@ -137,6 +136,7 @@ class StreamEngine:
         self.buckets = {}
         self._bheap = []
         self._pending = []
+        self._seq = 0
         self._released = _NEVER
         self.now = _NEVER
         self.max_seen = _NEVER
@@ -168,7 +168,10 @@ class StreamEngine:
             # behind what was already released: too late to reorder
             self._process(hit)
             return
-        self._pending.append(hit)
+        # (time, id, arrival) sorts without a key function and never
+        # compares two hits, even duplicates
+        self._seq += 1
+        self._pending.append((us, hit.idkey, self._seq, hit))
         if us > self.max_seen:
             self.max_seen = us
             if us - self.lateness_us - self._released >= self._step:
@@ -187,12 +190,12 @@ class StreamEngine:
         rather than pushed through a heap one by one: far cheaper per
         hit, and the same order."""
         pending = self._pending
-        pending.sort(key=_KEY)
-        i = bisect.bisect_left(pending, watermark, key=_US)
+        pending.sort()
+        i = bisect.bisect_left(pending, (watermark,))
         if i:
             process = self._process
-            for hit in pending[:i]:
-                process(hit)
+            for item in pending[:i]:
+                process(item[3])
             del pending[:i]
         self._released = watermark
         # every hit before the watermark is in: time is there
@@ -221,10 +224,10 @@ class StreamEngine:
         processed first, sessions close in order of their first hit."""
         pending = self._pending
         if pending:
-            pending.sort(key=_KEY)
+            pending.sort()
             self._pending = []
-            for hit in pending:
-                self._process(hit)
+            for item in pending:
+                self._process(item[3])
         if self.max_seen + 1 > self._released:
             self._released = self.max_seen + 1
         for s in sorted(self.open.values(), key=_FIRST_KEY):
@@ -445,7 +448,7 @@ class StreamEngine:
                  s.unordered, list(s.chunks or ()),
                  [h.to_row() for h in s.hits], s.bucket]
                 for s in sorted(self.open.values(), key=_FIRST_KEY)],
-            'held': [h.to_row() for h in self._pending],
+            'held': [item[3].to_row() for item in sorted(self._pending)],
             'closed': [[last, key] for last, key in self._closed_order
                        if self.closed_until.get(key) == last],
             'counters': {
@@ -507,7 +510,10 @@ class StreamEngine:
                 heapq.heappush(engine._bheap, bucket)
             else:
                 keys.add(key)
-        engine._pending = [Hit.from_row(r) for r in state['held']]
+        for row in state['held']:
+            hit = Hit.from_row(row)
+            engine._seq += 1
+            engine._pending.append((hit.us, hit.idkey, engine._seq, hit))
         for last, key in state['closed']:
             engine.closed_until[key] = last
             engine._closed_order.append((last, key))
