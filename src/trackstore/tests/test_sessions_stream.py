@@ -122,6 +122,16 @@ class TickTests(unittest.TestCase):
         self.assertEqual(closer.sessions, [])
         self.assertEqual(engine.stats()['held'] + engine.open_count, 1)
 
+    def test_duplicates_are_not_the_engines_business(self):
+        # deduplication by hit id is the loader's job; the engine takes
+        # a repeated hit like any other and does not trip over it
+        closer = CollectingCloser()
+        engine = StreamEngine(closer, lateness=60)
+        engine.add(hit(1, 0))
+        engine.add(hit(1, 0))
+        engine.flush()
+        self.assertEqual(ids(closer.sessions), [[1, 1]])
+
     def test_lateness_holds_hits_back(self):
         closer = CollectingCloser()
         engine = StreamEngine(closer, lateness=60, tick=1)
