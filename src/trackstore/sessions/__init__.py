@@ -51,6 +51,17 @@ Stream
     mapping, restored with ``Identities.from_state({'owners': ...,
     'customers': ...})`` passed as ``from_state(..., identities=...)``.
 
+    Semantics worth knowing: a hit is processed once event time (the
+    highest time seen minus ``lateness``) has passed it, so the latest
+    hits are held (``engine.held``) until later hits, a ping or
+    ``flush()``. Hits within the lateness give exactly the batch
+    sessions. A hit is *late* (counted in ``stats()['late']``, handed to
+    the closer at once as its own session with ``late=True``) when it
+    would have joined a session already closed, or its own session would
+    have expired by now. The engine does not dedupe hit ids (the loader
+    does). ``merged`` counts hits of a later client credited to a
+    stamp's first owner. ``engine.rules`` may be replaced between hits.
+
 Closers (``ICloser``: ``close(session)``)
     ``CollectingCloser()`` (``.sessions`` list), ``PrintingCloser(stream)``,
     ``StoringCloser(storage)`` (through ``IClickstreamDao``).
