@@ -138,10 +138,18 @@ def _open_storage(uri):
         dbkw['cache_size'] = DEFAULT_CACHE_SIZE
     if scheme == 'zeo':
         _check_reachable(uri)
-    try:
-        storage = factory()
-    except Exception as e:
-        raise TrackstoreDBError(uri, _explain(scheme, e)) from e
+    for attempt in range(DEFAULT_ATTEMPTS):
+        try:
+            storage = factory()
+            break
+        except Exception as e:
+            # Processes that open a new PostgreSQL database at once all
+            # try to create RelStorage's tables; the losers see them
+            # appear under their feet. The next try finds them made.
+            if attempt + 1 < DEFAULT_ATTEMPTS and _schema_race(e):
+                _pause(attempt)
+                continue
+            raise TrackstoreDBError(uri, _explain(scheme, e)) from e
     if scheme == 'zeo' and _query(uri).get('server_sync', '1') != '0':
         # A ZEO client learns of other clients' commits asynchronously.
         # Without a round trip at transaction begin, a process may not
@@ -154,6 +162,16 @@ def _open_storage(uri):
         storage.server_sync = True
         storage.sync = storage.ping
     return uri, storage, dbkw
+
+
+def _schema_race(error):
+    while error is not None:
+        if type(error).__name__ in (
+                'UniqueViolation', 'DuplicateTable', 'DuplicateObject',
+                'DuplicateFunction', 'DeadlockDetected'):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def copy_database(source_uri, destination_uri):
@@ -359,8 +377,9 @@ class Writer:
     A writer keeps its connection (and so its partition of the storage,
     its cache and its id allocator) across units of work; open one per
     thread or process. ``commits`` counts committed units, ``conflicts``
-    the tries that were retried, ``last_commit_seconds`` is the duration
-    of the last successful ``commit()`` call (for the benchmarks).
+    the tries that were retried, ``most_retries`` is the most retries one
+    unit needed, ``last_commit_seconds`` is the duration of the last
+    successful ``commit()`` call (for the benchmarks).
 
     >>> db = open_db('memory://')
     >>> with Writer(db, factory=dict) as w:
@@ -377,6 +396,7 @@ class Writer:
         self.attempts = attempts
         self.commits = 0
         self.conflicts = 0
+        self.most_retries = 0
         self.last_commit_seconds = 0.0
         self.transaction_manager = transaction.TransactionManager()
         self.connection = db.open(
@@ -406,6 +426,7 @@ class Writer:
                 _pause(attempt)
             else:
                 self.commits += 1
+                self.most_retries = max(self.most_retries, attempt)
                 return result
         raise AssertionError('not reached')  # pragma: no cover
 

@@ -2,7 +2,8 @@
 
 Run as ``python -m trackstore.tests.mpworker '<json>'`` with a JSON
 object of: ``uri``, ``name`` (the root key of the storage), ``worker``
-(its number), ``count``, ``mode`` and ``per_commit``. It opens the
+(its number), ``count``, ``mode``, ``per_commit`` and optionally
+``attempts`` (tries per transaction). It opens the
 database, prints ``ready``, waits for a line on stdin (so that all
 writers start together), does its work and prints one JSON line with
 what happened: commits, conflicts (retried tries), commit latencies,
@@ -15,8 +16,8 @@ Modes:
 - ``bulk``: ``count`` tracks saved with ``saveTracks``, ``per_commit``
   rows per call and transaction (a bulk load);
 - ``sessions``: ``count`` clickstream sessions, each registered with
-  ``IClickstreamDao.register_session`` and given ``EVENTS`` events with
-  ``push_events``, one session per transaction; worker 0 also releases
+  ``IClickstreamDao.register_session`` in one transaction and given
+  ``EVENTS`` events with ``push_events`` in the next; worker 0 also releases
   the collecting batch every ``release_every`` sessions, so sessions are
   registered while batches are being released.
 
@@ -30,6 +31,7 @@ import time
 
 import zope.component
 
+from trackstore.db import DEFAULT_ATTEMPTS
 from trackstore.db import Writer
 from trackstore.db import open_db
 
@@ -74,12 +76,15 @@ def session_of(worker, seq):
     return session, events
 
 
-def register(storage, session, events):
+def register(storage, session):
     from trackstore.interfaces import IClickstreamDao
-    dao = IClickstreamDao(storage)
-    registered = dao.register_session(session)
-    dao.push_events(events)
+    registered = IClickstreamDao(storage).register_session(session)
     return registered.batch_id, registered.session_number
+
+
+def push(storage, events):
+    from trackstore.interfaces import IClickstreamDao
+    return len(IClickstreamDao(storage).push_events(events))
 
 
 def release(storage, release_id):
@@ -97,7 +102,8 @@ def main(argv):
     args = json.loads(argv[1])
     register_adapters()
     db = open_db(args['uri'])
-    writer = Writer(db, name=args['name'])
+    writer = Writer(db, name=args['name'],
+                    attempts=args.get('attempts', DEFAULT_ATTEMPTS))
     worker = args['worker']
     count = args['count']
     per_commit = args.get('per_commit', 1)
@@ -127,8 +133,12 @@ def main(argv):
     elif mode == 'sessions':
         release_every = args.get('release_every', 0)
         for seq in range(count):
+            # Two transactions, as a client's two requests (POST the
+            # session, POST its events) would be.
             session, events = session_of(worker, seq)
-            out.append(writer.run(register, session, events))
+            out.append(writer.run(register, session))
+            latencies.append(writer.last_commit_seconds)
+            writer.run(push, events)
             latencies.append(writer.last_commit_seconds)
             if worker == 0 and release_every and \
                     (seq + 1) % release_every == 0:
@@ -141,7 +151,7 @@ def main(argv):
     print(json.dumps({
         'worker': worker, 'commits': writer.commits,
         'conflicts': writer.conflicts, 'latencies': latencies,
-        'startup_conflicts': startup,
+        'startup_conflicts': startup, 'most_retries': writer.most_retries,
         'seconds': seconds, 'ids': out}), flush=True)
 
 

@@ -5,6 +5,8 @@ subprocesses, databases of their own on the local PostgreSQL.
 """
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -281,6 +283,52 @@ class WriterTests(TempDirTestCase):
             'a001', 0, 'u1', {'x': 1}))
         found = transact(self.db, lambda s: s.getTrack(tid).data)
         self.assertEqual(found, {'x': 1})
+
+
+OPEN_AND_SAVE = """
+import sys
+from trackstore.db import open_db, transact
+db = open_db(sys.argv[1])
+print(transact(db, lambda s: s.saveUserTrack('t', 0, sys.argv[2], {})))
+db.close()
+"""
+
+
+class ConcurrentFirstOpenTests(TempDirTestCase):
+    """Processes that open a brand-new database at the same moment race
+    to create its root object (and, on PostgreSQL, RelStorage's tables);
+    every one of them must get going."""
+
+    def open_at_once(self, uri, processes=4):
+        procs = [subprocess.Popen(
+            [sys.executable, '-c', OPEN_AND_SAVE, uri, 'user%d' % i],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(processes)]
+        outputs = [p.communicate(timeout=300) for p in procs]
+        for proc, (out, err) in zip(procs, outputs):
+            self.assertEqual(proc.returncode, 0, err[-2000:])
+        db = open_db(uri)
+        self.addCleanup(db.close)
+        self.assertEqual(transact(db, len), processes)
+        self.assertEqual(
+            transact(db, lambda s: s.getUserNames('t')),
+            ['user%d' % i for i in range(processes)])
+
+    def test_zeo(self):
+        server = ZEOServer(self.path('zeo.fs')).start()
+        self.addCleanup(server.stop)
+        self.open_at_once(server.uri)
+
+    def test_postgresql(self):
+        database = PGDatabase()
+        try:
+            database.create()
+        except PGUnavailable as e:
+            if os.environ.get('TRACKSTORE_REQUIRE_PG') == '1':
+                raise
+            self.skipTest(str(e))
+        self.addCleanup(database.drop)
+        self.open_at_once(database.uri)
 
 
 def save_sample(uri, count=300):
