@@ -49,6 +49,24 @@ _INT64_MIN = -2 ** 63
 _INT64_MAX = 2 ** 63 - 1
 
 
+def _load_libc_trim():
+    try:
+        import ctypes
+        return ctypes.CDLL('libc.so.6').malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _load_libc_trim()
+
+
+def _trim():
+    """Give freed memory back to the system (glibc only; see
+    ``PLAIN_MALLOC_ENV`` in cli.py for why)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 # -- the persistent state of loads ----------------------------------------
 
 
@@ -394,6 +412,7 @@ class Loader:
         # hits); dropping them after each commit keeps it flat and was
         # faster too (less for the cache and the GC to walk).
         self.writer.connection.cacheMinimize()
+        _trim()
         report.stored += counts['stored']
         report.duplicates += counts['duplicates']
         report.late += counts['late']
