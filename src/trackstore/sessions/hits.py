@@ -549,6 +549,20 @@ def split_array(f, chunk_size=1 << 16, max_item=1 << 24):
         if c == 0x2c:           # an empty item (",,"): nothing to load
             pos += 1
             continue
+        # One item per line, the usual layout: when the rest of the line
+        # is one JSON value, that value is the item (a JSON value is
+        # never the beginning of a longer one, and no value spans a
+        # newline inside a string). Checking that with the parser is
+        # cheaper than following the nesting.
+        nl = buf.find(b'\n', pos, pos + _WINDOW)
+        if nl != -1:
+            line = buf[pos:nl].rstrip()
+            if line[-1] == 0x2c:
+                line = line[:-1].rstrip()
+            if _is_json(line):
+                yield b.line(pos), line
+                pos = nl + 1
+                continue
         m = _ITEM.match(buf, pos)
         if m is not None:
             end = m.end()

@@ -270,10 +270,13 @@ class ReaderTests(unittest.TestCase):
         | st.dictionaries(st.text(max_size=5), c, max_size=3),
         max_leaves=8), max_size=8),
         st.sampled_from([b'', b' ', b'\n', b'\r\n\t']),
-        st.integers(min_value=1, max_value=17))
-    def test_array_split_round_trip(self, items, space, chunk):
+        st.integers(min_value=1, max_value=17),
+        st.sampled_from([0, orjson.OPT_INDENT_2]))
+    def test_array_split_round_trip(self, items, space, chunk, option):
+        # compact items one per line take the line path, pretty-printed
+        # (multi-line) ones the nesting path
         data = b'[' + space + (b',' + space).join(
-            orjson.dumps(i) for i in items) + space + b']'
+            orjson.dumps(i, option=option) for i in items) + space + b']'
         got = [orjson.loads(raw) for _, raw in
                split_array(io.BytesIO(data), chunk_size=chunk)]
         self.assertEqual(got, items)
