@@ -4,17 +4,18 @@ After seed 004. Each client (see identities) has at most one open
 proto-session. Its expiry is the time its next hit would no longer join
 it: the last hit plus the timeout (or the first hit plus the length
 cap, when that comes first). The client is filed under the expiry's
-bucket, ``floor(expiry / tick)``; a later hit moves it to a later
-bucket. Time is event time: it moves with the hits and with ``ping(t)``,
+bucket, ``floor(expiry / tick)``; later hits move its expiry, and the
+tick that reaches its old bucket files it under the new one (one move
+per timeout rather than one per hit). Time is event time: it moves with the hits and with ``ping(t)``,
 never with the wall clock, so replaying old data gives the same
 sessions. When time enters a new bucket, every client filed under an
 earlier bucket is closed: its hits, sorted by time, go to the closer.
 The bucket only finds candidates; a session closes only when time is
 strictly past its expiry, so a gap of exactly the timeout stays in.
 
-Out-of-order arrival: hits are held in a small reorder heap until the
-highest time seen is more than ``lateness`` ahead of them, and are
-processed in hit order (time, then id). Hits arriving within the
+Out-of-order arrival: hits are held back until the highest time seen is
+more than ``lateness`` ahead of them, then processed in hit order (time,
+then id; the held hits are sorted in slices). Hits arriving within the
 lateness therefore give exactly the batch sessions. A hit arriving
 later than that still joins its client's open session when it fits;
 when it would have joined a session already closed (it is no more than
@@ -25,7 +26,7 @@ own with ``late=True``: never dropped.
 
 Large open sessions are compacted: when an open session's uncompressed
 hits exceed ``compact_bytes`` they are packed into a zlib-compressed
-chunk, expanded again when the session closes or is saved.
+chunk, expanded again when the session closes.
 
 All state is plain dicts and lists (fast per hit); ``state()`` and
 ``StreamEngine.from_state()`` save and restore it, so a restarted
