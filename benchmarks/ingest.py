@@ -13,9 +13,11 @@ these runs as its own subprocess, so its peak RSS is its own:
   ``executemany`` per 20,000) into a table with three indexes (customer
   id, timestamp, type).
 
-It prints hits/s, peak RSS and bytes on disk per hit, with ratios to the
-floor and to plain SQLite, for a small and a large file (default 1M and
-4M hits), so that a growing peak RSS shows.
+It prints hits/s, peak RSS (the child's own, from ``wait4``), the median
+of RSS sampled every 0.1 s (the steady state, without the peaks) and
+bytes on disk per hit, with ratios to the floor, to plain SQLite and to
+the seed's way, for a small and a large file (default 1M and 4M hits),
+so that memory growing with the input shows.
 
     .venv/bin/python benchmarks/ingest.py            # 1M and 4M hits
     .venv/bin/python benchmarks/ingest.py --hits 200000 --big 0  # quick
@@ -26,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -146,7 +149,12 @@ def measure(name, path, hits, workdir):
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
+    samples = []
+    sampler = threading.Thread(target=_sample, args=(proc.pid, samples))
+    sampler.start()
+    # wait4 gives this child's own rusage (peak RSS), however it ends
     _pid, status, usage = os.wait4(proc.pid, 0)
+    sampler.join()
     seconds = time.perf_counter() - started
     out = proc.stdout.read().decode()
     err = proc.stderr.read().decode()
@@ -157,10 +165,25 @@ def measure(name, path, hits, workdir):
     if name == 'trackstore':
         print('   ', out.strip().splitlines()[-1], file=sys.stderr)
     rss = usage.ru_maxrss * 1024     # kilobytes on Linux
+    samples.sort()
+    typical = samples[len(samples) // 2] if samples else rss
     disk = sum(os.path.getsize(os.path.join(wd, f)) for f in os.listdir(wd)
                if os.path.isfile(os.path.join(wd, f)))
     shutil.rmtree(wd, ignore_errors=True)
-    return seconds, rss, disk
+    return seconds, rss, typical, disk
+
+
+def _sample(pid, samples, every=0.1):
+    """RSS of the child every ``every`` seconds, until it ends: the
+    median tells the steady state from the peaks."""
+    import psutil
+    try:
+        p = psutil.Process(pid)
+        while p.status() != psutil.STATUS_ZOMBIE:
+            samples.append(p.memory_info().rss)
+            time.sleep(every)
+    except psutil.Error:
+        pass
 
 
 def count_lines(path):
@@ -224,10 +247,12 @@ def main(argv=None):
             names = [n for n in names if n in wanted]
         for name in names:
             print('  %s on %d lines ...' % (name, lines), file=sys.stderr)
-            seconds, rss, disk = measure(name, path, lines, workdir)
-            rows.append((lines, name, seconds, rss, disk))
-            print('    %.1f s, %.0f MiB' % (seconds, rss / 2 ** 20),
-                  file=sys.stderr)
+            seconds, rss, typical, disk = measure(
+                name, path, lines, workdir)
+            rows.append((lines, name, seconds, rss, typical, disk))
+            print('    %.1f s, peak %.0f MiB, median %.0f MiB' % (
+                seconds, rss / 2 ** 20, typical / 2 ** 20),
+                file=sys.stderr)
         if args.file:
             break
     print_table(rows)
@@ -235,19 +260,22 @@ def main(argv=None):
 
 def print_table(rows):
     rate = {(r[0], r[1]): r[0] / r[2] for r in rows}
-    print('| hits | workload | hits/s | vs floor | vs sqlite | peak RSS MiB '
-          '| disk bytes/hit |')
-    print('| ---: | --- | ---: | ---: | ---: | ---: | ---: |')
-    for lines, name, seconds, rss, disk in rows:
+    print('| hits | workload | hits/s | vs floor | vs sqlite | vs seed way '
+          '| peak RSS MiB | median RSS MiB | disk bytes/hit |')
+    print('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+    for lines, name, seconds, rss, typical, disk in rows:
         r = lines / seconds
         floor = rate.get((lines, 'floor'))
         sqlite = rate.get((lines, 'sqlite'))
-        print('| {:,} | {} | {:,.0f} | {} | {} | {:,.0f} | {} |'.format(
-            lines, name, r,
-            '%.2fx' % (r / floor) if floor else '-',
-            '%.2fx' % (r / sqlite) if sqlite else '-',
-            rss / 2 ** 20,
-            '%.0f' % (disk / lines) if disk else '0'))
+        seed = rate.get((lines, 'seed way'))
+        print('| {:,} | {} | {:,.0f} | {} | {} | {} | {:,.0f} | {:,.0f} '
+              '| {} |'.format(
+                  lines, name, r,
+                  '%.3fx' % (r / floor) if floor else '-',
+                  '%.2fx' % (r / sqlite) if sqlite else '-',
+                  '%.2fx' % (r / seed) if seed else '-',
+                  rss / 2 ** 20, typical / 2 ** 20,
+                  '%.0f' % (disk / lines) if disk else '0'))
 
 
 if __name__ == '__main__':
