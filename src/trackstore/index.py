@@ -54,7 +54,7 @@ class IndexSet(family.OO.TreeSet):
 
 class RecordMap(family.OO.BTree):
     """Key -> record bytes."""
-    max_leaf_size = 120
+    max_leaf_size = 250
     max_internal_size = 64
 
 
@@ -83,7 +83,7 @@ class Segmented(Persistent):
     them.
     """
 
-    FANOUT = 4
+    FANOUT = 8
     segmentFactory = IndexSet
 
     def __init__(self):
@@ -148,9 +148,16 @@ class Segmented(Persistent):
                     segment.remove(key)
                 else:
                     del segment[key]
+                # Invalidate what other connections remember of this
+                # collection (see ``Partition.addPairs``).
+                self._p_changed = True
+        known = getattr(self, '_v_known', None)
+        if known is not None:
+            known.discard(key)
 
     def clear(self):
         self.segments = []
+        self.__dict__.pop('_v_known', None)
 
     def keys(self, min=None, max=None, excludemax=False):
         """All keys in the range, in order (merged over segments)."""
@@ -278,7 +285,24 @@ class Partition(Persistent):
                 index.remove(key)
 
     def addPairs(self, pairKeys):
-        self.pairs.add(sorted(pairKeys))
+        # A writer sees the same (task, user) pairs over and over; the
+        # ones it added lately are remembered on the (volatile) side and
+        # not written again. Should another connection change the pairs
+        # (a removal), the object is invalidated and the memory with it;
+        # a pair written twice is harmless anyway.
+        pairs = self.pairs
+        known = getattr(pairs, '_v_known', None)
+        if known is None or len(known) > 1_000_000:
+            known = pairs._v_known = set()
+        fresh = [key for key in pairKeys if key not in known]
+        if fresh:
+            fresh.sort()
+            pairs.add(fresh)
+            known.update(fresh)
+            # Written even when the keys went into an existing segment:
+            # should this transaction abort, the object is invalidated
+            # and forgets keys that were never stored.
+            pairs._p_changed = True
 
     # reading
 

@@ -272,3 +272,51 @@ class RemovalTests(unittest.TestCase):
         storage.removeTrack('0005001')
         self.assertEqual(storage.getUserNames('other'), [])
         self.assertEqual(storage.getUserNames('t'), [''])
+
+
+class PairMemoryTests(unittest.TestCase):
+    """A writer remembers the (task, user) pairs it stored; what others
+    remove, or what it aborted, must not stay remembered."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.db = ZODB.DB(ZODB.FileStorage.FileStorage(
+            os.path.join(self.dir, 'data.fs')))
+        self.tm1 = transaction.TransactionManager()
+        self.tm2 = transaction.TransactionManager()
+        self.c1 = self.db.open(transaction_manager=self.tm1)
+        self.c1.root()['s'] = TrackingStorage()
+        self.tm1.commit()
+        self.c2 = self.db.open(transaction_manager=self.tm2)
+
+    def tearDown(self):
+        self.tm1.abort()
+        self.tm2.abort()
+        self.db.close()
+        shutil.rmtree(self.dir)
+
+    def test_a_pair_removed_elsewhere_is_written_again(self):
+        s1 = self.c1.root()['s']
+        first = s1.saveUserTrack('t', 0, 'u', {})
+        self.tm1.commit()
+        self.tm2.begin()
+        s2 = self.c2.root()['s']
+        s2.removeTrack(first)
+        self.assertEqual(s2.getUserNames('t'), [])
+        self.tm2.commit()
+        self.tm1.begin()
+        s1.saveUserTrack('t', 0, 'u', {})
+        self.tm1.commit()
+        self.tm2.begin()
+        self.assertEqual(s2.getUserNames('t'), ['u'])
+
+    def test_an_aborted_pair_is_written_again(self):
+        s1 = self.c1.root()['s']
+        s1.saveUserTrack('t', 0, 'u', {})
+        self.tm1.commit()
+        s1.saveUserTrack('t', 0, 'v', {})
+        self.tm1.abort()
+        s1.saveUserTrack('t', 0, 'v', {})
+        self.tm1.commit()
+        self.tm2.begin()
+        self.assertEqual(self.c2.root()['s'].getUserNames('t'), ['u', 'v'])
