@@ -49,13 +49,13 @@ USER_INDEX = 'userName'
 class IndexSet(family.OO.TreeSet):
     """A tree set of index keys."""
     max_leaf_size = 250
-    max_internal_size = 64
+    max_internal_size = 16
 
 
 class RecordMap(family.OO.BTree):
     """Key -> record bytes."""
     max_leaf_size = 250
-    max_internal_size = 64
+    max_internal_size = 16
 
 
 class Locations(family.IO.BTree):
@@ -88,66 +88,84 @@ class Segmented(Persistent):
 
     def __init__(self):
         self.segments = []
+        # Sizes are kept here, since len() of a tree reads all of it.
+        self.sizes = []
 
     def __len__(self):
-        return sum(len(segment) for segment in self.segments)
+        return sum(self.sizes)
 
     @classmethod
     def level(cls, size):
         return int(math.log(max(size, 1), cls.FANOUT))
 
+    def _first(self, items):
+        return items[0] if self.segmentFactory is IndexSet else items[0][0]
+
     def add(self, items):
-        """Add sorted keys (a set) or sorted (key, value) pairs (a map).
-        """
+        """Add sorted, distinct keys (a set) or sorted (key, value) pairs
+        (a map)."""
         if not items:
             return
-        first = items[0] if self.segmentFactory is IndexSet \
-            else items[0][0]
-        if self.segments:
-            newest = self.segments[-1]
-            if len(newest) and newest.maxKey() < first:
-                self._update(newest, items)
-                return
-        segment = self.segmentFactory()
-        self._update(segment, items)
-        self.segments = self._merged(self.segments + [segment])
+        segments, sizes = list(self.segments), list(self.sizes)
+        if sizes and sizes[-1] and \
+                segments[-1].maxKey() < self._first(items):
+            self._update(segments[-1], items)
+            sizes[-1] += len(items)
+        else:
+            segment = self.segmentFactory()
+            self._update(segment, items)
+            segments.append(segment)
+            sizes.append(len(items))
+        self._settle(segments, sizes)
 
     @staticmethod
     def _update(segment, items):
         segment.update(items)
 
-    def _merged(self, segments):
+    def _settle(self, segments, sizes):
+        """Merge segments until each size class has fewer than FANOUT."""
         while True:
             byLevel = {}
-            for seg in segments:
-                byLevel.setdefault(self.level(len(seg)), []).append(seg)
+            for i, size in enumerate(sizes):
+                byLevel.setdefault(self.level(size), []).append(i)
             full = [group for group in byLevel.values()
                     if len(group) >= self.FANOUT]
             if not full:
-                return segments
+                break
             group = full[0]
             merged = self.segmentFactory()
             allItems = []
-            for seg in group:
-                allItems.extend(self._items(seg))
+            for i in group:
+                allItems.extend(self._items(segments[i]))
             # Concatenated sorted runs: timsort merges them in linear
             # time; a later duplicate key is the same entry again.
             allItems.sort()
             self._update(merged, allItems)
-            segments = [seg for seg in segments
-                        if not any(seg is g for g in group)] + [merged]
+            size = len(allItems) if self.segmentFactory is not IndexSet \
+                else len(merged)
+            segments = [seg for i, seg in enumerate(segments)
+                        if i not in group] + [merged]
+            sizes = [n for i, n in enumerate(sizes)
+                     if i not in group] + [size]
+        if segments != self.segments:
+            self.segments = segments
+        if sizes != self.sizes:
+            self.sizes = sizes
 
     @staticmethod
     def _items(segment):
         return segment.keys()
 
     def remove(self, key):
-        for segment in self.segments:
+        for i, segment in enumerate(self.segments):
             if key in segment:
                 if isinstance(segment, IndexSet):
                     segment.remove(key)
                 else:
                     del segment[key]
+                sizes = list(self.sizes)
+                sizes[i] -= 1
+                self.sizes = sizes
                 # Invalidate what other connections remember of this
                 # collection (see ``Partition.addPairs``).
                 self._p_changed = True
@@ -157,6 +175,7 @@ class Segmented(Persistent):
 
     def clear(self):
         self.segments = []
+        self.sizes = []
         self.__dict__.pop('_v_known', None)
 
     def keys(self, min=None, max=None, excludemax=False):
