@@ -250,7 +250,7 @@ def metrics_command(uri, as_json, include_anonymous):
 @click.option('--db', 'uri', default=None, help=DB_HELP)
 @click.option('--customers', type=click.IntRange(1), default=3000,
               show_default=True)
-@click.option('--days', type=click.IntRange(1), default=14,
+@click.option('--days', type=click.IntRange(1), default=7,
               show_default=True)
 @click.option('--seed', type=int, default=2, show_default=True)
 def demo_command(uri, customers, days, seed):
