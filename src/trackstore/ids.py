@@ -14,12 +14,16 @@ without releasing leaves its partition to the next claimant after
 merely back to ZODB's ordinary conflict handling, which stays correct.
 """
 import os
+import random
 import socket
 import time
 import uuid
 
 
 LEASE = 120.0
+# Partition numbers are the top bits of 64-bit (signed) track ids.
+MAX_PARTITION = 1 << 23
+_random = random.SystemRandom()
 
 # One token per process; the connection's identity tells the threads of a
 # process apart (each thread has its own connection).
@@ -37,7 +41,10 @@ def claim(partitions, token, create, now=None):
     ``partitions`` maps numbers to partitions; ``create(number)`` makes
     and stores a new one. The writer's own partition comes first, then
     the lowest free one (so a lone writer keeps using partition 0), then
-    a new one.
+    a new one with a random number: writers that start together and lose
+    the race for a free partition then create different ones, which the
+    partitions tree merges, instead of conflicting again over the next
+    number.
     """
     now = time.time() if now is None else now
     free = None
@@ -50,7 +57,12 @@ def claim(partitions, token, create, now=None):
                              or partition.leaseUntil < now):
             free = partition
     if free is None:
-        number = partitions.maxKey() + 1 if len(partitions) else 0
+        if not len(partitions):
+            number = 0
+        else:
+            number = _random.randrange(1, MAX_PARTITION)
+            while number in partitions:
+                number = _random.randrange(1, MAX_PARTITION)
         free = create(number)
     free.owner = token
     free.leaseUntil = now + LEASE
