@@ -88,11 +88,15 @@ class Segmented(Persistent):
 
     def __init__(self):
         self.segments = []
-        # Sizes are kept here, since len() of a tree reads all of it.
+        # Sizes are kept here, since len() of a tree reads all of it. The
+        # newest segment's size is only brought up to date when another
+        # segment is added: appending to it then changes that segment's
+        # last bucket and nothing else, which is what a small
+        # transaction (one track, the web request case) does each time.
         self.sizes = []
 
     def __len__(self):
-        return sum(self.sizes)
+        return sum(len(segment) for segment in self.segments)
 
     @classmethod
     def level(cls, size):
@@ -106,16 +110,22 @@ class Segmented(Persistent):
         (a map)."""
         if not items:
             return
+        if self.segments:
+            newest = self.segments[-1]
+            try:
+                appends = newest.maxKey() < self._first(items)
+            except ValueError:      # an empty segment
+                appends = False
+            if appends:
+                self._update(newest, items)
+                return
         segments, sizes = list(self.segments), list(self.sizes)
-        if sizes and sizes[-1] and \
-                segments[-1].maxKey() < self._first(items):
-            self._update(segments[-1], items)
-            sizes[-1] += len(items)
-        else:
-            segment = self.segmentFactory()
-            self._update(segment, items)
-            segments.append(segment)
-            sizes.append(len(items))
+        if segments:
+            sizes[-1] = len(segments[-1])
+        segment = self.segmentFactory()
+        self._update(segment, items)
+        segments.append(segment)
+        sizes.append(len(items))
         self._settle(segments, sizes)
 
     @staticmethod
