@@ -426,7 +426,7 @@ class TrackingStorage(Persistent):
 
     def _replace(self, track, data, overwrite, timeStamp=None):
         trackId, partition, key, stored = self._stored(track)
-        new = dict(data) if overwrite else dict(stored.data, **data)
+        new = dict(data) if overwrite else {**stored.data, **data}
         record = dump_record(
             stored.taskId, stored.runId, stored.userName,
             stored.timeStamp if timeStamp is None else timeStamp, new)

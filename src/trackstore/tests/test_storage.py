@@ -162,6 +162,15 @@ class QueryTests(unittest.TestCase):
         storage.reindexTracks()
         self.assertEqual(storage.query(userName='*'), scan(storage))
 
+    def test_data_keys_need_not_be_strings(self):
+        storage = TrackingStorage()
+        trackId = storage.saveUserTrack('t', 0, 'u', {1: 'one'})
+        storage.updateTrack(storage.getTrack(trackId), {2: 'two'})
+        self.assertEqual(storage.getTrack(trackId).data, {1: 'one', 2: 'two'})
+        storage.saveUserTrack('t', 0, 'u', {3: 'three'}, update=True)
+        self.assertEqual(storage.getTrack(trackId).data,
+                         {1: 'one', 2: 'two', 3: 'three'})
+
     def test_order_is_exact_for_equal_time_stamps(self):
         storage = TrackingStorage()
         ids = [storage.saveUserTrack('t', 0, 'u', {'i': i}, timeStamp=5.0)
