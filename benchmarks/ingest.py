@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
 TRACKSTORE = os.path.join(BIN, 'trackstore')

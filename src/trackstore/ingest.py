@@ -38,6 +38,7 @@ from trackstore.sessions import parse_line
 from trackstore.sessions import read_records
 from trackstore.sessions.closers import to_clickstream
 
+
 ANNOTATION_KEY = 'trackstore.ingest'
 DEFAULT_BATCH_SIZE = 20000
 DEFAULT_TIMEOUT = 30 * 60.0

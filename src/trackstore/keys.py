@@ -8,12 +8,12 @@ id-ordered range.
 
 Encodings sort like the values they encode within one type (None < bool <
 int < float < str < bytes < anything else, by its repr < ints beyond 64
-bits, by their repr: those two are found by equality only). Strings are UTF-8, whose byte
-order is code point order, with NUL escaped and a two-byte terminator, so
-that the encoding of ``'u1'`` is no prefix of the encoding of ``'u10'``
-while the *unterminated* form of a prefix is a byte prefix of every string
-starting with it -- which is what makes ``'u*'`` find ``'u~'`` and
-``'ué'`` as well as ``'uzebra'``.
+bits, by their repr: those two are found by equality only). Strings are
+UTF-8, whose byte order is code point order, with NUL escaped and a
+two-byte terminator, so that the encoding of ``'u1'`` is no prefix of the
+encoding of ``'u10'`` while the *unterminated* form of a prefix is a byte
+prefix of every string starting with it -- which is what makes ``'u*'``
+find ``'u~'`` and ``'ué'`` as well as ``'uzebra'``.
 """
 import struct
 

@@ -2,16 +2,17 @@
 
 After seed 004. Each client (see identities) has at most one open
 proto-session. Its expiry is the time its next hit would no longer join
-it: the last hit plus the timeout (or the first hit plus the length
-cap, when that comes first). The client is filed under the expiry's
-bucket, ``floor(expiry / tick)``; later hits move its expiry, and the
-tick that reaches its old bucket files it under the new one (one move
-per timeout rather than one per hit). Time is event time: it moves with the hits and with ``ping(t)``,
-never with the wall clock, so replaying old data gives the same
-sessions. When time enters a new bucket, every client filed under an
-earlier bucket is closed: its hits, sorted by time, go to the closer.
-The bucket only finds candidates; a session closes only when time is
-strictly past its expiry, so a gap of exactly the timeout stays in.
+it: the last hit plus the timeout (or the first hit plus the length cap,
+when that comes first). The client is filed under the expiry's bucket,
+``floor(expiry / tick)``; later hits move its expiry, and the tick that
+reaches its old bucket files it under the new one (one move per timeout
+rather than one per hit). Time is event time: it moves with the hits and
+with ``ping(t)``, never with the wall clock, so replaying old data gives
+the same sessions. When time enters a new bucket, every client filed
+under an earlier bucket is closed: its hits, sorted by time, go to the
+closer. The bucket only finds candidates; a session closes only when
+time is strictly past its expiry, so a gap of exactly the timeout stays
+in.
 
 Out-of-order arrival: hits are held back until the highest time seen is
 more than ``lateness`` ahead of them, then processed in hit order (time,

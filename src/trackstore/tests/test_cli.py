@@ -9,6 +9,7 @@ import unittest
 
 import orjson
 
+
 TRACKSTORE = os.path.join(os.path.dirname(sys.executable), 'trackstore')
 
 

@@ -30,6 +30,7 @@ from trackstore.ingest import ingest_state
 from trackstore.metrics import compute
 from trackstore.sessions.generate import generate
 
+
 TRACKSTORE = os.path.join(os.path.dirname(sys.executable), 'trackstore')
 CLICKSTREAM = 'trackstore.clickstream'
 

@@ -22,6 +22,7 @@ from trackstore.metrics import order_values
 from trackstore.metrics import percentile
 from trackstore.sessions.generate import generate
 
+
 S = SessionSummary.seconds
 T0 = datetime.datetime(2022, 4, 28, 8, 0, 0)
 

@@ -117,6 +117,7 @@ class FastPathTests(unittest.TestCase):
     def test_fast_equals_careful(self, event, top, flat):
         from trackstore.sessions.hits import _parse_record
         from trackstore.sessions.hits import parse_record
+
         # the fast path needs the minute in its cache
         parse_timestamp('2022-04-28T07:38:00.000000')
         parse_timestamp('2022-04-28T07:39:00.000000')

@@ -569,6 +569,7 @@ class StoringCloserTests(unittest.TestCase):
     def setUp(self):
         import ZODB
         import ZODB.FileStorage
+
         from trackstore import TrackingStorage
         self.tmp = tempfile.mkdtemp()
         self.db = ZODB.DB(ZODB.FileStorage.FileStorage(
