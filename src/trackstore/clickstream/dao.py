@@ -39,6 +39,7 @@ DEFAULT_EVENTS_LIMIT = 100
 COLLECTING = SessionBatchStatus.collecting.value
 SESSION_FIELDS = tuple(Session.model_fields)
 SESSION_FIELD_SET = frozenset(SESSION_FIELDS)
+EVENT_FIELDS = tuple(SessionEvent.model_fields)
 
 
 class SessionNotFound(KeyError):
@@ -89,18 +90,26 @@ def session_fields(session):
     return {name: values[name] for name in SESSION_FIELDS}
 
 
+def event_fields(event):
+    """The fields of a ``SessionEvent`` as a plain dict (what
+    ``model_dump()`` gives, without its cost)."""
+    values = event.__dict__
+    return {name: values[name] for name in EVENT_FIELDS}
+
+
 def session_track_data(data, number):
     return dict(data, kind='session', session_number=number)
 
 
 def event_track_data(event):
+    """The track data of an event given as a dict of its fields."""
     return {
         'kind': 'event',
-        'session_id': event.session_id,
-        'event_id': event.event_id,
-        'object_id': event.object_id,
-        'event_type': event.event_type,
-        'meta': event.meta,
+        'session_id': event['session_id'],
+        'event_id': event['event_id'],
+        'object_id': event['object_id'],
+        'event_type': event['event_type'],
+        'meta': event.get('meta'),
     }
 
 
@@ -111,11 +120,11 @@ def repack(record):
 
 def stored_event(event, track_id):
     return {
-        'event_id': event.event_id,
-        'object_id': event.object_id,
-        'event_type': event.event_type,
-        'created_at': event.created_at,
-        'meta': event.meta,
+        'event_id': event['event_id'],
+        'object_id': event['object_id'],
+        'event_type': event['event_type'],
+        'created_at': event['created_at'],
+        'meta': event.get('meta'),
         'track': track_id,
     }
 
@@ -276,7 +285,7 @@ class ClickstreamDao:
             rows = [{
                 'taskId': self.taskId, 'runId': batch.run_id,
                 'userName': user,
-                'data': event_track_data(event_model(sid, event)),
+                'data': event_track_data(dict(event, session_id=sid)),
                 'timeStamp': float(event['created_at']),
             } for event in events]
             for event, event_track in zip(events,
@@ -326,8 +335,11 @@ class ClickstreamDao:
             return []
         records = self._records()
         groups = {}
-        for event in events:
-            groups.setdefault(event.session_id, []).append(event)
+        # Below the models the events are plain dicts; the models are
+        # found again by the id() of their dict.
+        fields = [event_fields(e) for e in events]
+        for event in fields:
+            groups.setdefault(event['session_id'], []).append(event)
         found = {}
         for sid in groups:
             key, record = self._load(records, sid)
@@ -341,12 +353,13 @@ class ClickstreamDao:
             found[sid] + (group,) for sid, group in groups.items()])
         records.sessions.update(sorted(
             (key, repack(record)) for key, record in changed))
-        return [e for e in events if id(e) in accepted]
+        return [e for e, f in zip(events, fields) if id(f) in accepted]
 
     def _add_events(self, groups):
         """Add new events to session records (in memory).
 
-        ``groups`` holds ``(slot, session record, events)``. An event
+        ``groups`` holds ``(slot, session record, events)``, the events
+        as dicts of their ``SessionEvent`` fields. An event
         whose id the session already has (stored, or earlier in the same
         call) is skipped. The tracks of all new events are saved with one
         ``saveTracks`` call. Returns the ``id()``s of the accepted events
@@ -361,14 +374,15 @@ class ClickstreamDao:
             new = []
             user = record['session'].get('user_id') or ''
             for event in group:
-                if event.event_id in seen:
+                event_id = event['event_id']
+                if event_id in seen:
                     continue
-                seen.add(event.event_id)
+                seen.add(event_id)
                 new.append(event)
                 rows.append({
                     'taskId': self.taskId, 'runId': record['batch'],
                     'userName': user, 'data': event_track_data(event),
-                    'timeStamp': float(event.created_at),
+                    'timeStamp': float(event['created_at']),
                 })
             if new:
                 pending.append((key, record, new))
@@ -390,72 +404,14 @@ class ClickstreamDao:
     def store_sessions(self, items):
         pairs = []
         for session, events in items:
-            session = as_model(Session, session)
-            events = [as_model(SessionEvent, e) for e in events]
-            for event in events:
-                if event.session_id != session.session_id:
-                    raise ValueError(
-                        'event %r belongs to session %r, not %r' % (
-                            event.event_id, event.session_id,
-                            session.session_id))
-            pairs.append((session, events))
+            pairs.append((as_model(Session, session),
+                          [as_model(SessionEvent, e) for e in events]))
         if not pairs:
             return []
-        records = self._records(create=True)
-        slots = records.slots
-        known = {}
-        new = []
-        for session, events in pairs:
-            sid = session.session_id
-            if sid in known:
-                continue
-            key = slots.get(sid)
-            if key is None:
-                known[sid] = None
-                new.append(session)
-            else:
-                known[sid] = (key, loaded(key, records.sessions[key]))
-        fresh = set()
-        if new:
-            batch = self._collecting(records)
-            first = self._allocate(batch, len(new))
-            run_id = batch.run_id
-            datas = [s.model_dump(mode='json', include=SESSION_FIELD_SET)
-                     for s in new]
-            track_ids = self.storage.saveTracks([{
-                'taskId': self.taskId, 'runId': run_id,
-                'userName': s.user_id or '',
-                'data': session_track_data(data, first + i),
-                'timeStamp': float(s.created_at),
-            } for i, (s, data) in enumerate(zip(new, datas))])
-            keys = []
-            for i, (s, data, track_id) in enumerate(
-                    zip(new, datas, track_ids)):
-                number = first + i
-                key = slot(run_id, number)
-                sid = s.session_id
-                known[sid] = (key, {'session': data, 'track': track_id,
-                                    'events': [], 'batch': run_id,
-                                    'number': number})
-                keys.append((sid, key))
-                fresh.add(sid)
-            keys.sort()
-            slots.update(keys)
-        groups = {}
-        for session, events in pairs:
-            if events:
-                groups.setdefault(session.session_id, []).extend(events)
-        accepted, changed = self._add_events([
-            known[sid] + (group,) for sid, group in groups.items()])
-        # Each changed or new record is packed and stored once, with one
-        # sorted update: the new slots are consecutive, so they only
-        # append to the end of the tree.
-        packed = dict((key, record) for key, record in changed)
-        for sid in fresh:
-            key, record = known[sid]
-            packed[key] = record
-        records.sessions.update(sorted(
-            (key, repack(record)) for key, record in packed.items()))
+        known, fresh = self._store_records([
+            (session.model_dump(mode='json', include=SESSION_FIELD_SET),
+             [event_fields(e) for e in events])
+            for session, events in pairs])
         # A session id given twice answers with the first one's session.
         first_seen = {}
         for session, events in pairs:
@@ -472,6 +428,100 @@ class ClickstreamDao:
             else:
                 result.append(registered_from_record(record))
         return result
+
+    def store_session_records(self, items):
+        """``store_sessions`` for trusted plain values, without pydantic.
+
+        ``items`` holds ``(session, events)`` pairs: ``session`` a dict
+        of every ``Session`` field as ``model_dump(mode='json')`` gives
+        it, ``events`` dicts of every ``SessionEvent`` field. Nothing is
+        validated (the bulk loader builds these itself; validating them
+        was almost half of its time); what is stored is what
+        ``store_sessions`` stores for the same values. Returns, per
+        pair, the stored session's fields with ``batch_id`` and
+        ``session_number`` (as ``RegisteredSession`` would dump them).
+        """
+        items = list(items)
+        if not items:
+            return []
+        known, fresh = self._store_records(items)
+        result = []
+        for session, events in items:
+            key, record = known[session['session_id']]
+            result.append(dict(
+                record['session'], batch_id=str(record['batch']),
+                session_number=record['number']))
+        return result
+
+    def _store_records(self, pairs):
+        """Store ``(session data, event dicts)`` pairs (see
+        ``store_session_records``); the one implementation below both
+        bulk methods.
+
+        Returns ``known`` (session id -> ``(slot, record)``) and the set
+        of session ids that were new.
+        """
+        for data, events in pairs:
+            sid = data['session_id']
+            for event in events:
+                if event['session_id'] != sid:
+                    # Checked before anything is written.
+                    raise ValueError(
+                        'event %r belongs to session %r, not %r' % (
+                            event['event_id'], event['session_id'], sid))
+        records = self._records(create=True)
+        slots = records.slots
+        known = {}
+        new = []
+        for data, events in pairs:
+            sid = data['session_id']
+            if sid in known:
+                continue
+            key = slots.get(sid)
+            if key is None:
+                known[sid] = None
+                new.append(data)
+            else:
+                known[sid] = (key, loaded(key, records.sessions[key]))
+        fresh = set()
+        if new:
+            batch = self._collecting(records)
+            first = self._allocate(batch, len(new))
+            run_id = batch.run_id
+            track_ids = self.storage.saveTracks([{
+                'taskId': self.taskId, 'runId': run_id,
+                'userName': data['user_id'] or '',
+                'data': session_track_data(data, first + i),
+                'timeStamp': float(data['created_at']),
+            } for i, data in enumerate(new)])
+            keys = []
+            for i, (data, track_id) in enumerate(zip(new, track_ids)):
+                number = first + i
+                key = slot(run_id, number)
+                sid = data['session_id']
+                known[sid] = (key, {'session': data, 'track': track_id,
+                                    'events': [], 'batch': run_id,
+                                    'number': number})
+                keys.append((sid, key))
+                fresh.add(sid)
+            keys.sort()
+            slots.update(keys)
+        groups = {}
+        for data, events in pairs:
+            if events:
+                groups.setdefault(data['session_id'], []).extend(events)
+        accepted, changed = self._add_events([
+            known[sid] + (group,) for sid, group in groups.items()])
+        # Each changed or new record is packed and stored once, with one
+        # sorted update: the new slots are consecutive, so they only
+        # append to the end of the tree.
+        packed = dict((key, record) for key, record in changed)
+        for sid in fresh:
+            key, record = known[sid]
+            packed[key] = record
+        records.sessions.update(sorted(
+            (key, repack(record)) for key, record in packed.items()))
+        return known, fresh
 
     # -- batches ------------------------------------------------------
 

@@ -527,6 +527,50 @@ class BulkTests(DaoTestCase):
         self.assertEqual(len(self.storage), 0)
         self.assertEqual(self.dao.store_sessions([]), [])
 
+    def test_records_store_what_models_store(self):
+        """``store_session_records`` with the dumps of the models stores
+        and answers exactly what ``store_sessions`` does."""
+        items = [
+            (session('a', user_id='u'), [event('a', 'e2', created_at=9),
+                                         event('a', 'e1')]),
+            (session('old', query='ignored'), [event('old', 'e1'),
+                                               event('old', 'e2')]),
+            (session('b'), []),
+            (session('a', query='ignored'), [event('a', 'e3')]),
+        ]
+        states = []
+        for raw in (False, True):
+            storage = TrackingStorage()
+            dao = ClickstreamDao(storage)
+            dao.register_session(session('old', query='kept'))
+            dao.push_events([event('old', 'e1')])
+            if raw:
+                returned = dao.store_session_records([
+                    (s.model_dump(mode='json'),
+                     [e.model_dump() for e in evs]) for s, evs in items])
+            else:
+                returned = [r.model_dump(mode='json')
+                            for r in dao.store_sessions(items)]
+            states.append((
+                returned,
+                [s.model_dump() for s in dao.get_batch_sessions('1')],
+                dao.get_batch('1').model_dump(),
+                [(t.__name__, t.runId, t.userName, t.timeStamp, t.data)
+                 for t in storage.values()]))
+        self.assertEqual(states[1], states[0])
+        self.assertEqual(len(states[0][3]), 3 + 5)
+        self.assertEqual(states[0][0][3]['search_query'], 'shoes')
+
+    def test_records_of_another_session_store_nothing(self):
+        with self.assertRaises(ValueError):
+            self.dao.store_session_records([
+                (session('a').model_dump(mode='json'), []),
+                (session('b').model_dump(mode='json'),
+                 [event('a', 'e2').model_dump()])])
+        self.assertIsNone(self.dao.get_session('a'))
+        self.assertEqual(len(self.storage), 0)
+        self.assertEqual(self.dao.store_session_records([]), [])
+
     @settings(max_examples=40, deadline=None)
     @given(st.lists(
         st.tuples(st.sampled_from('abcdefgh'),

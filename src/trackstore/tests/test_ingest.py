@@ -427,6 +427,62 @@ class Concurrent(Base):
         self.assertEqual((again.stored, again.duplicates), (0, len(ids)))
 
 
+class RawPath(Base):
+    """The loader stores plain dicts (``store_session_records``); the
+    validated model path (``store_sessions`` of ``session_models``)
+    must store exactly the same."""
+
+    def load(self, path, name, models):
+        from trackstore.ingest import Loader
+        from trackstore.ingest import session_models
+
+        class ModelLoader(Loader):
+            def _store(self, storage, closed):
+                ClickstreamDao(storage).store_sessions(
+                    [session_models(s) for s in closed])
+
+        db = self.db(name)
+        factory = ModelLoader if models else Loader
+        # Twice: the second load finds every session already stored.
+        for _ in range(2):
+            with factory(db, batch_size=150,
+                         rejects=self.path(name + '.rej')) as loader:
+                loader.load(path)
+        return self.storage(db)
+
+    def test_same_sessions_events_and_tracks(self):
+        path = self.generated(customers=60, days=5, seed=11)
+        stored = []
+        for models in (True, False):
+            storage = self.load(path, 'models.fs' if models else 'raw.fs',
+                                models)
+            records = storage.__annotations__[CLICKSTREAM]
+            dao = ClickstreamDao(storage)
+            batches = {}
+            for run_id in records.batches.keys():
+                batches[run_id] = (
+                    dao.get_batch(run_id).model_dump(
+                        exclude={'created_at'}),
+                    [s.model_dump() for s in dao.get_batch_sessions(
+                        run_id, events_limit=None)])
+            tracks = [(t.__name__, t.taskId, t.runId, t.userName,
+                       t.timeStamp, t.data) for t in storage.values()
+                      if t.taskId == 'clickstream']
+            stored.append((batches, tracks))
+        (batches, tracks), (raw_batches, raw_tracks) = stored
+        sessions = [s for _, ss in batches.values() for s in ss]
+        events = [e for s in sessions for e in s['events']]
+        self.assertGreater(len(sessions), 50)
+        self.assertEqual(len(events), len(valid_records(path)))
+        self.assertEqual(len(tracks), len(sessions) + len(events))
+        self.assertEqual(raw_batches.keys(), batches.keys())
+        for run_id in batches:
+            self.assertEqual(raw_batches[run_id], batches[run_id])
+        self.assertEqual(len(raw_tracks), len(tracks))
+        for raw, model in zip(raw_tracks, tracks):
+            self.assertEqual(raw, model)
+
+
 class Report(unittest.TestCase):
 
     def test_summary_line(self):
