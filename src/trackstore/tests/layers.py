@@ -155,6 +155,25 @@ class PGDatabase:
         self.uri = None
 
 
+def pg_required():
+    return os.environ.get('TRACKSTORE_REQUIRE_PG') == '1'
+
+
+def pg_database_for(test):
+    """A fresh PostgreSQL database for one test, dropped at its cleanup;
+    the test is skipped when PostgreSQL is unreachable, unless it is
+    required."""
+    database = PGDatabase()
+    try:
+        database.create()
+    except PGUnavailable as e:
+        if pg_required():
+            raise
+        test.skipTest(str(e))
+    test.addCleanup(database.drop)
+    return database
+
+
 class MemoryLayer:
     """Each test gets a fresh ``memory://`` database."""
 
@@ -232,7 +251,7 @@ class PGLayer:
         try:
             database.create()
         except PGUnavailable as e:
-            if os.environ.get('TRACKSTORE_REQUIRE_PG') == '1':
+            if pg_required():
                 raise RuntimeError(
                     'TRACKSTORE_REQUIRE_PG=1 but %s' % (e,)) from e
             cls.skip_reason = 'skipped: %s' % (e,)

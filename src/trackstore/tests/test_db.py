@@ -26,10 +26,9 @@ from trackstore.db import get_storage
 from trackstore.db import open_db
 from trackstore.db import safe_uri
 from trackstore.db import transact
-from trackstore.tests.layers import PGDatabase
-from trackstore.tests.layers import PGUnavailable
 from trackstore.tests.layers import ZEOServer
 from trackstore.tests.layers import free_port
+from trackstore.tests.layers import pg_database_for
 
 
 class TempDirTestCase(unittest.TestCase):
@@ -320,14 +319,7 @@ class ConcurrentFirstOpenTests(TempDirTestCase):
         self.open_at_once(server.uri)
 
     def test_postgresql(self):
-        database = PGDatabase()
-        try:
-            database.create()
-        except PGUnavailable as e:
-            if os.environ.get('TRACKSTORE_REQUIRE_PG') == '1':
-                raise
-            self.skipTest(str(e))
-        self.addCleanup(database.drop)
+        database = pg_database_for(self)
         self.open_at_once(database.uri)
 
 
@@ -396,14 +388,7 @@ class CopyTests(TempDirTestCase):
         self.assertEverythingThere(server.uri)
 
     def test_copy_into_postgresql(self):
-        database = PGDatabase()
-        try:
-            database.create()
-        except PGUnavailable as e:
-            if os.environ.get('TRACKSTORE_REQUIRE_PG') == '1':
-                raise
-            self.skipTest(str(e))
-        self.addCleanup(database.drop)
+        database = pg_database_for(self)
         copy_database(self.source, database.uri)
         self.assertEverythingThere(database.uri)
 
