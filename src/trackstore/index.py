@@ -300,15 +300,11 @@ class Partition(Persistent):
         """Add index entries: ``{indexName: [key, ...]}``, each list
         sorted first, so that one ``update()`` walks a tree once."""
         for name, keylist in entries.items():
-            if name == USER_INDEX:
-                continue
             keylist.sort()
             self.indexes[name].add(keylist)
 
     def removeEntries(self, entries):
         for name, keylist in entries.items():
-            if name == USER_INDEX:
-                continue
             index = self.indexes[name]
             for key in keylist:
                 index.remove(key)

@@ -127,11 +127,6 @@ def pack_id(trackId):
     return _uint64.pack(trackId)
 
 
-def unpack_id(key):
-    """The track id at the end of an index key."""
-    return _uint64.unpack_from(key, len(key) - ID_SIZE)[0]
-
-
 def after(prefix):
     """A key greater than every key starting with ``prefix``: encodings
     never contain a 0xff byte except right after a NUL, and a prefix of

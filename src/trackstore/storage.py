@@ -317,10 +317,16 @@ class TrackingStorage(Persistent):
 
     # saving
 
+    @property
+    def _entryNames(self):
+        """The indexes with entries of their own: the user index is the
+        record map itself."""
+        return tuple(name for name in self.indexNames if name != USER_INDEX)
+
     def _entries(self, trackId, track):
         packed = keys.pack_id(trackId)
         entries = {}
-        for name in self.indexNames:
+        for name in self._entryNames:
             value = track.indexValue(name)
             if name == 'timeStamp':
                 value = float(value)
@@ -363,7 +369,7 @@ class TrackingStorage(Persistent):
         seen = {}
         items = []
         locations = {}
-        entries = {name: [] for name in self.indexNames}
+        entries = {name: [] for name in self._entryNames}
         addTask = entries['taskId'].append
         addRun = entries['runId'].append
         addTime = entries['timeStamp'].append
@@ -483,14 +489,14 @@ class TrackingStorage(Persistent):
         """Rebuild the indexes (all but the user index, which holds the
         records themselves) from the stored tracks."""
         for partition in self.partitions.values():
-            for name in self.indexNames:
-                if name != USER_INDEX and name not in partition.indexes:
+            for name in self._entryNames:
+                if name not in partition.indexes:
                     partition.indexes[name] = Segmented()
                     partition._p_changed = True
             for index in list(partition.indexes.values()) + [
                     partition.pairs]:
                 index.clear()
-            entries = {name: [] for name in self.indexNames}
+            entries = {name: [] for name in self._entryNames}
             pairs = set()
             for trackId, record in partition.items():
                 track = self.trackFactory.fromRecord(trackId, record)
