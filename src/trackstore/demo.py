@@ -18,16 +18,11 @@ def sessions_table(storage, limit=12):
     from rich.table import Table
 
     from trackstore.clickstream.dao import ClickstreamDao
-    from trackstore.clickstream.records import unpack_session
-    from trackstore.metrics import CLICKSTREAM_KEY
-    records = storage.__annotations__.get(CLICKSTREAM_KEY)
     rows = []
-    if records is not None:
-        for raw in records.sessions.values():
-            session = unpack_session(raw)['session']
-            meta = session.get('search_meta') or {}
-            if 'first_ts' in meta:
-                rows.append((meta['first_ts'], session['session_id']))
+    for session in ClickstreamDao(storage).iter_records():
+        meta = session.get('search_meta') or {}
+        if 'first_ts' in meta:
+            rows.append((meta['first_ts'], session['session_id']))
     rows.sort()
     table = Table(title='Sessions (the latest %d of %d)'
                   % (min(limit, len(rows)), len(rows)))

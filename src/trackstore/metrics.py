@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 PERCENTILES = (25, 50, 75, 90)
 US = 1000000
-CLICKSTREAM_KEY = 'trackstore.clickstream'
 
 
 @dataclass(frozen=True)
@@ -169,13 +168,9 @@ def stored_summaries(storage, include_anonymous=False):
     """Yield a ``SessionSummary`` for every stored visit that counts:
     customer sessions, and with ``include_anonymous`` also anonymous
     sessions stitched to a customer (as that customer's sessions)."""
-    from trackstore.clickstream.records import unpack_session
-    records = storage.__annotations__.get(CLICKSTREAM_KEY)
-    if records is None:
-        return
-    for raw in records.sessions.values():
-        summary = visit_summary(
-            unpack_session(raw)['session'], include_anonymous)
+    from trackstore.clickstream.dao import ClickstreamDao
+    for session in ClickstreamDao(storage).iter_records():
+        summary = visit_summary(session, include_anonymous)
         if summary is not None:
             yield summary
 

@@ -523,6 +523,22 @@ class ClickstreamDao:
             (key, repack(record)) for key, record in packed.items()))
         return known, fresh
 
+    def iter_records(self):
+        """Yield every stored session as a plain dict: the ``Session``
+        fields with ``batch_id``, ``session_number`` and ``events`` (a
+        list of event dicts, oldest first). The read path for reports
+        (metrics, dashboards) that need no pydantic models."""
+        records = self._records()
+        if records is None:
+            return
+        for key, raw in records.sessions.items():
+            record = loaded(key, raw)
+            sid = record['session']['session_id']
+            yield dict(
+                record['session'], batch_id=str(record['batch']),
+                session_number=record['number'],
+                events=[dict(e, session_id=sid) for e in record['events']])
+
     # -- batches ------------------------------------------------------
 
     def get_batch_sessions(self, batch_id, after_number=None, limit=None,
