@@ -55,6 +55,30 @@ def _timeout(value):
     return seconds
 
 
+def _bytes(value):
+    """A size like ``256M`` in bytes (for ``--memory``)."""
+    text = value.strip().upper().rstrip('B')
+    scale = {'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30}.get(text[-1:], 1)
+    number = text[:-1] if scale > 1 else text
+    try:
+        result = int(float(number) * scale)
+    except ValueError:
+        result = 0
+    if result <= 0:
+        raise click.BadParameter(
+            'expected a size like 256M, not %r' % value,
+            param_hint='--memory')
+    return result
+
+
+def _duration(value, option):
+    from trackstore.sessions import parse_duration
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=option)
+
+
 @click.group()
 @click.version_option(package_name='trackstore')
 def main():
@@ -106,7 +130,7 @@ class _Bar:
 
 
 def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
-               bar=None):
+               bar=None, **options):
     """Load ``source`` into the database at ``uri``; returns the report.
     ``bar`` is a rich Console to draw a progress bar on, or None."""
     from trackstore.ingest import DEFAULT_BATCH_SIZE
@@ -115,7 +139,7 @@ def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
     try:
         kw = dict(timeout=timeout,
                   batch_size=batch_size or DEFAULT_BATCH_SIZE,
-                  rejects=rejects)
+                  rejects=rejects, **options)
         if bar is None:
             return ingest(source, db, **kw)
         label = 'stdin' if source == '-' else os.path.basename(source)
@@ -136,14 +160,28 @@ def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
               help='hits per commit (default 20,000)')
 @click.option('--rejects', type=click.Path(dir_okay=False), default=None,
               help='rejects file (default: beside the database)')
+@click.option('--memory', default='256M', show_default=True,
+              help='hits held in memory before sorted runs spill to disk '
+                   '(bytes; K, M, G)')
+@click.option('--follow', is_flag=True,
+              help='a live stream: sessionize as hits come instead of '
+                   'sorting the whole input first')
+@click.option('--lateness', default=None,
+              help='with --follow: how late a hit may come before its '
+                   'session is handed on (60s, 5m, ...)')
 @click.option('--json', 'as_json', is_flag=True,
               help='print the report as JSON')
 @click.option('--progress/--no-progress', default=None,
               help='progress bar (default: when stderr is a terminal)')
-def ingest_command(source, uri, timeout, batch_size, rejects, as_json,
-                   progress):
+def ingest_command(source, uri, timeout, batch_size, rejects, memory,
+                   follow, lateness, as_json, progress):
     """Load hits (JSON Lines, a JSON array, gzip of either; '-' reads
-    standard input) and store them as sessions."""
+    standard input) and store them as sessions.
+
+    A file is a batch: its hits are sorted by client and time (in
+    bounded memory) and stored by the 30-minute rule against what the
+    database holds, so any order of lines and any split into loads end
+    in the same sessions."""
     from rich.console import Console
     if source != '-' and not os.path.exists(source):
         raise click.BadParameter('no such file: %s' % source,
@@ -152,8 +190,11 @@ def ingest_command(source, uri, timeout, batch_size, rejects, as_json,
     console = Console(stderr=True)
     if progress is None:
         progress = console.is_terminal
-    report = run_ingest(source, uri, _timeout(timeout), batch_size,
-                        rejects, bar=console if progress else None)
+    report = run_ingest(
+        source, uri, _timeout(timeout), batch_size, rejects,
+        bar=console if progress else None, memory=_bytes(memory),
+        follow=follow, lateness=None if lateness is None else _duration(
+            lateness, '--lateness'))
     if as_json:
         click.echo(orjson.dumps(report.as_dict()).decode())
     else:

@@ -1,13 +1,12 @@
 """``IClickstreamDao`` for any ``ITrackingStorage``: runs as batches.
 
-The adapter keeps no state: it reads and writes the storage's
-``__annotations__`` (see ``records.py``) and the storage's tracks and
-runs. The clickstream task's current run is the collecting batch, and a
-batch id is its run id as a string. Each session and each event is also
-saved as a track (task = the clickstream task, run = the session's
-batch, user = the session's ``user_id`` or ``''``), so ``query(...)``
-sees them; the records keep the track ids so that moving a session to
-another batch moves its tracks too.
+The adapter keeps no state. A session and its events are one track of
+the clickstream task (see ``records.py``): run = the session's batch,
+user = its ``user_id`` (or ``''``), data = the session's fields, its
+``session_number`` and its ``events``. So ``storage.query(taskId=...,
+userName=...)`` finds a user's sessions, and there is no second copy of
+anything. The clickstream task's current run is the collecting batch,
+and a batch id is its run id as a string.
 
 The DAO never commits: the caller owns the transaction and retries it on
 ``ConflictError`` (``transaction.manager.attempts()``).
@@ -23,23 +22,22 @@ from trackstore.clickstream.models import SessionBatch
 from trackstore.clickstream.models import SessionBatchStatus
 from trackstore.clickstream.models import SessionEvent
 from trackstore.clickstream.models import SessionWithEvents
+from trackstore.clickstream.records import DEFAULT_TASK
 from trackstore.clickstream.records import BatchRecord
-from trackstore.clickstream.records import ClickstreamRecords
-from trackstore.clickstream.records import pack_session
+from trackstore.clickstream.records import clickstream_records
 from trackstore.clickstream.records import slot
 from trackstore.clickstream.records import slot_range
-from trackstore.clickstream.records import split_slot
-from trackstore.clickstream.records import unpack_session
 from trackstore.interfaces import IClickstreamBulkDao
 from trackstore.interfaces import ITrackingStorage
 
 
-ANNOTATION_KEY = 'trackstore.clickstream'
 DEFAULT_EVENTS_LIMIT = 100
 COLLECTING = SessionBatchStatus.collecting.value
 SESSION_FIELDS = tuple(Session.model_fields)
 SESSION_FIELD_SET = frozenset(SESSION_FIELDS)
-EVENT_FIELDS = tuple(SessionEvent.model_fields)
+# What a stored event keeps: its session is the track it lives in.
+EVENT_FIELDS = ('event_id', 'object_id', 'event_type', 'created_at',
+                'meta')
 
 
 class SessionNotFound(KeyError):
@@ -90,64 +88,39 @@ def session_fields(session):
     return {name: values[name] for name in SESSION_FIELDS}
 
 
-def event_fields(event):
+def stored_event(event):
+    """The stored form of an event given as a dict of its fields."""
+    return {name: event.get(name) for name in EVENT_FIELDS}
+
+
+def event_dict(event):
     """The fields of a ``SessionEvent`` as a plain dict (what
     ``model_dump()`` gives, without its cost)."""
     values = event.__dict__
-    return {name: values[name] for name in EVENT_FIELDS}
+    return {name: values[name] for name in SessionEvent.model_fields}
 
 
-def session_track_data(data, number):
-    return dict(data, kind='session', session_number=number)
+def session_data(track):
+    """The session fields of a session track."""
+    data = track.data
+    return {name: data.get(name) for name in SESSION_FIELDS}
 
 
-def event_track_data(event):
-    """The track data of an event given as a dict of its fields."""
-    return {
-        'kind': 'event',
-        'session_id': event['session_id'],
-        'event_id': event['event_id'],
-        'object_id': event['object_id'],
-        'event_type': event['event_type'],
-        'meta': event.get('meta'),
-    }
-
-
-def repack(record):
-    return pack_session(record['session'], record['track'],
-                        record['events'])
-
-
-def stored_event(event, track_id):
-    return {
-        'event_id': event['event_id'],
-        'object_id': event['object_id'],
-        'event_type': event['event_type'],
-        'created_at': event['created_at'],
-        'meta': event.get('meta'),
-        'track': track_id,
-    }
-
-
-def event_model(session_id, stored):
-    return SessionEvent(
-        event_id=stored['event_id'], session_id=session_id,
-        object_id=stored['object_id'], event_type=stored['event_type'],
-        created_at=stored['created_at'], meta=stored['meta'])
-
-
-def loaded(key, raw):
-    """The stored dict of a session (``session``, ``track``, ``events``)
-    with its ``batch`` and ``number``."""
-    record = unpack_session(raw)
-    record['batch'], record['number'] = split_slot(key)
-    return record
-
-
-def registered_from_record(record):
+def registered(track):
     return RegisteredSession.model_validate(dict(
-        record['session'], batch_id=str(record['batch']),
-        session_number=record['number']))
+        session_data(track), batch_id=str(track.runId),
+        session_number=track.data['session_number']))
+
+
+def with_events(track, events_limit):
+    events = track.data['events']
+    if events_limit is not None:
+        events = events[:max(events_limit, 0)]
+    sid = track.data['session_id']
+    return SessionWithEvents.model_validate(dict(
+        session_data(track), batch_id=str(track.runId),
+        session_number=track.data['session_number'],
+        events=[dict(e, session_id=sid) for e in events]))
 
 
 def batch_model(batch):
@@ -155,6 +128,29 @@ def batch_model(batch):
         batch_id=str(batch.run_id), session_counter=batch.session_counter,
         created_at=batch.created_at, status=batch.status,
         release_id=batch.release_id, released_at=batch.released_at)
+
+
+def add_events(known, new):
+    """Add the event dicts ``new`` to the stored list ``known`` (in
+    place), skipping ids it has; return the ones added."""
+    seen = {e['event_id'] for e in known}
+    added = []
+    for event in new:
+        if event['event_id'] in seen:
+            continue
+        seen.add(event['event_id'])
+        known.append(stored_event(event))
+        added.append(event)
+    if added:
+        # Oldest first; sort is stable, so ties keep arrival order.
+        known.sort(key=lambda e: e['created_at'])
+    return added
+
+
+def client_of(data):
+    """The client key of a visit (a session made from hits), or None."""
+    meta = data.get('search_meta')
+    return meta.get('client') if isinstance(meta, dict) else None
 
 
 @adapter(ITrackingStorage)
@@ -166,41 +162,26 @@ class ClickstreamDao:
     independent clickstream in the same storage.
     """
 
-    taskId = 'clickstream'
+    taskId = DEFAULT_TASK
 
     def __init__(self, storage, taskId=None):
         self.storage = storage
         if taskId is not None:
             self.taskId = taskId
 
-    @property
-    def annotation_key(self):
-        if self.taskId == ClickstreamDao.taskId:
-            return ANNOTATION_KEY
-        # Each task gets its own records, so two clickstreams in one
-        # storage never share batches.
-        return '%s.%s' % (ANNOTATION_KEY, self.taskId)
-
     # -- records ------------------------------------------------------
 
     def _records(self, create=False):
-        annotations = self.storage.__annotations__
-        records = annotations.get(self.annotation_key)
-        if records is None and create:
-            records = annotations[self.annotation_key] = ClickstreamRecords()
-        return records
+        return clickstream_records(self.storage, self.taskId, create)
 
-    @staticmethod
-    def _load(records, session_id):
-        """``(slot, record)`` of a stored session, or ``(None, None)``.
-
-        The record is the stored dict plus its ``batch`` and ``number``.
-        """
-        key = records.slots.get(session_id) if records is not None \
-            else None
-        if key is None:
-            return None, None
-        return key, loaded(key, records.sessions[key])
+    def _track(self, records, session_id):
+        """The track of a stored session, or None."""
+        if records is None:
+            return None
+        track_id = records.ids.get(session_id)
+        if track_id is None:
+            return None
+        return self.storage.getTrack(track_id)
 
     def _collecting(self, records):
         """The collecting batch, opened (a new run) when there is none."""
@@ -227,105 +208,113 @@ class ClickstreamDao:
         records.collecting = None
         self.storage.stopRun(self.taskId, batch.run_id)
 
-    def _remove_track(self, track_id):
-        # A track may have been removed through the storage directly;
-        # that must not make the session impossible to move.
-        if track_id is not None and \
-                self.storage.getTrack(track_id) is not None:
-            self.storage.removeTrack(track_id)
+    def _save(self, records, items):
+        """Save new sessions into the collecting batch with consecutive
+        numbers: ``items`` holds ``(session data, stored events)``.
+        Returns the batch's run id and the first number."""
+        batch = self._collecting(records)
+        first = self._allocate(batch, len(items))
+        run_id = batch.run_id
+        track_ids = self.storage.saveTracks([{
+            'taskId': self.taskId, 'runId': run_id,
+            'userName': data['user_id'] or '',
+            'data': dict(data, session_number=first + i, events=events),
+            'timeStamp': float(data['created_at']),
+        } for i, (data, events) in enumerate(items)])
+        ids = []
+        numbers = []
+        for i, ((data, events), track_id) in enumerate(
+                zip(items, track_ids)):
+            track_id = int(track_id)
+            ids.append((data['session_id'], track_id))
+            numbers.append((slot(run_id, first + i), track_id))
+            client = client_of(data)
+            if client is not None:
+                known = records.clients.get(client, ())
+                records.clients[client] = known + (data['session_id'],)
+        ids.sort()
+        records.ids.update(ids)
+        records.numbers.update(numbers)
+        return run_id, first
+
+    def _remove(self, records, track):
+        """Take a stored session out of its batch and the storage."""
+        data = track.data
+        sid = data['session_id']
+        del records.ids[sid]
+        del records.numbers[slot(track.runId, data['session_number'])]
+        records.batches[track.runId].session_counter -= 1
+        client = client_of(data)
+        if client is not None:
+            kept = tuple(
+                s for s in records.clients.get(client, ()) if s != sid)
+            if kept:
+                records.clients[client] = kept
+            else:
+                records.clients.pop(client, None)
+        self.storage.removeTrack(track)
 
     # -- sessions -----------------------------------------------------
 
     def register_session(self, session):
         session = as_model(Session, session)
         records = self._records(create=True)
-        key, record = self._load(records, session.session_id)
-        if record is not None:
-            return registered_from_record(record)
-        batch = self._collecting(records)
-        number = self._allocate(batch, 1)
+        track = self._track(records, session.session_id)
+        if track is not None:
+            return registered(track)
         data = session.model_dump(mode='json', include=SESSION_FIELD_SET)
-        track_id = self.storage.saveUserTrack(
-            self.taskId, batch.run_id, session.user_id or '',
-            session_track_data(data, number),
-            timeStamp=float(session.created_at))
-        key = slot(batch.run_id, number)
-        records.sessions[key] = pack_session(data, track_id, [])
-        records.slots[session.session_id] = key
+        run_id, number = self._save(records, [(data, [])])
         return RegisteredSession.model_construct(
-            **session_fields(session), batch_id=str(batch.run_id),
+            **session_fields(session), batch_id=str(run_id),
             session_number=number)
 
     def update_session(self, session):
         session = as_model(Session, session)
-        sid = session.session_id
         records = self._records()
-        old_key, old = self._load(records, sid)
+        old = self._track(records, session.session_id)
         if old is None:
-            raise SessionNotFound([sid])
-        old_batch = records.batches[old['batch']]
-        old_batch.session_counter -= 1
-        del records.sessions[old_key]
-        batch = self._collecting(records)
-        number = self._allocate(batch, 1)
-        key = slot(batch.run_id, number)
+            raise SessionNotFound([session.session_id])
+        events = old.data['events']
+        self._remove(records, old)
         data = session.model_dump(mode='json', include=SESSION_FIELD_SET)
-        user = session.user_id or ''
-        self._remove_track(old['track'])
-        track_id = self.storage.saveUserTrack(
-            self.taskId, batch.run_id, user, session_track_data(data, number),
-            timeStamp=float(session.created_at))
-        events = old['events']
-        old_user = old['session'].get('user_id') or ''
-        if events and (batch.run_id != old['batch'] or user != old_user):
-            # The events follow the session into its new run (and user),
-            # so query(runId=...) shows the batch as get_batch_sessions.
-            for event in events:
-                self._remove_track(event['track'])
-            rows = [{
-                'taskId': self.taskId, 'runId': batch.run_id,
-                'userName': user,
-                'data': event_track_data(dict(event, session_id=sid)),
-                'timeStamp': float(event['created_at']),
-            } for event in events]
-            for event, event_track in zip(events,
-                                          self.storage.saveTracks(rows)):
-                event['track'] = event_track
-        records.sessions[key] = pack_session(data, track_id, events)
-        records.slots[sid] = key
+        run_id, number = self._save(records, [(data, events)])
         return RegisteredSession.model_construct(
-            **session_fields(session), batch_id=str(batch.run_id),
+            **session_fields(session), batch_id=str(run_id),
             session_number=number)
 
     def mark_session_irrelevant(self, session_id):
         records = self._records()
-        key, record = self._load(records, session_id)
-        if record is None:
+        track = self._track(records, session_id)
+        if track is None:
             return None
-        if not record['session'].get('is_irrelevant'):
-            record['session']['is_irrelevant'] = True
-            records.sessions[key] = repack(record)
-            track = self.storage.getTrack(record['track'])
-            if track is not None:
-                self.storage.updateTrack(track, {'is_irrelevant': True})
-        return registered_from_record(record)
+        if not track.data.get('is_irrelevant'):
+            track = self.storage.updateTrack(track, {'is_irrelevant': True})
+        return registered(track)
 
     def get_session(self, session_id, events_limit=DEFAULT_EVENTS_LIMIT):
-        records = self._records()
-        key, record = self._load(records, session_id)
-        if record is None:
+        track = self._track(self._records(), session_id)
+        if track is None:
             return None
-        return self._with_events(records, key, record, events_limit)
+        return with_events(track, events_limit)
 
-    def _with_events(self, records, key, record, events_limit):
-        events = record['events']
-        if events_limit is not None:
-            events = events[:max(events_limit, 0)]
-        sid = record['session']['session_id']
-        return SessionWithEvents.model_validate(dict(
-            record['session'], batch_id=str(record['batch']),
-            session_number=record['number'],
-            events=[event_model(sid, e) for e in events]))
+    def iter_records(self):
+        """Yield every stored session as a plain dict: the ``Session``
+        fields with ``batch_id``, ``session_number`` and ``events`` (a
+        list of event dicts, oldest first), by batch and number. The
+        read path for reports (metrics, dashboards) that need no
+        pydantic models."""
+        records = self._records()
+        if records is None:
+            return
+        get = self.storage.getTrack
+        for track_id in records.numbers.values():
+            track = get(track_id)
+            data = track.data
+            sid = data['session_id']
+            yield dict(
+                session_data(track), batch_id=str(track.runId),
+                session_number=data['session_number'],
+                events=[dict(e, session_id=sid) for e in data['events']])
 
     # -- events -------------------------------------------------------
 
@@ -335,99 +324,38 @@ class ClickstreamDao:
             return []
         records = self._records()
         groups = {}
-        # Below the models the events are plain dicts; the models are
-        # found again by the id() of their dict.
-        fields = [event_fields(e) for e in events]
+        fields = [event_dict(e) for e in events]
         for event in fields:
             groups.setdefault(event['session_id'], []).append(event)
-        found = {}
-        for sid in groups:
-            key, record = self._load(records, sid)
-            if record is not None:
-                found[sid] = (key, record)
-        unknown = [sid for sid in groups if sid not in found]
+        tracks = {sid: self._track(records, sid) for sid in groups}
+        unknown = [sid for sid, track in tracks.items() if track is None]
         if unknown:
             # Checked before anything is written: all or nothing.
             raise SessionNotFound(unknown)
-        accepted, changed = self._add_events([
-            found[sid] + (group,) for sid, group in groups.items()])
-        records.sessions.update(sorted(
-            (key, repack(record)) for key, record in changed))
+        accepted = set()
+        for sid, group in groups.items():
+            accepted.update(id(e) for e in self._push(tracks[sid], group))
+        # The models are found again by the id() of their dict.
         return [e for e, f in zip(events, fields) if id(f) in accepted]
 
-    def _add_events(self, groups):
-        """Add new events to session records (in memory).
-
-        ``groups`` holds ``(slot, session record, events)``, the events
-        as dicts of their ``SessionEvent`` fields. An event
-        whose id the session already has (stored, or earlier in the same
-        call) is skipped. The tracks of all new events are saved with one
-        ``saveTracks`` call. Returns the ``id()``s of the accepted events
-        and the ``(slot, record)`` pairs that changed, for the caller to
-        store.
-        """
-        rows = []
-        pending = []
-        for key, record, group in groups:
-            known = record['events']
-            seen = {e['event_id'] for e in known}
-            new = []
-            user = record['session'].get('user_id') or ''
-            for event in group:
-                event_id = event['event_id']
-                if event_id in seen:
-                    continue
-                seen.add(event_id)
-                new.append(event)
-                rows.append({
-                    'taskId': self.taskId, 'runId': record['batch'],
-                    'userName': user, 'data': event_track_data(event),
-                    'timeStamp': float(event['created_at']),
-                })
-            if new:
-                pending.append((key, record, new))
-        if not rows:
-            return set(), []
-        track_ids = iter(self.storage.saveTracks(rows))
-        accepted = set()
-        changed = []
-        for key, record, new in pending:
-            known = record['events']
-            for event in new:
-                known.append(stored_event(event, next(track_ids)))
-                accepted.add(id(event))
-            # Oldest first; sort is stable, so ties keep arrival order.
-            known.sort(key=lambda e: e['created_at'])
-            changed.append((key, record))
-        return accepted, changed
+    def _push(self, track, group):
+        """Add event dicts to a session track; return the new ones."""
+        known = list(track.data['events'])
+        added = add_events(known, group)
+        if added:
+            self.storage.updateTrack(track, {'events': known})
+        return added
 
     def store_sessions(self, items):
-        pairs = []
-        for session, events in items:
-            pairs.append((as_model(Session, session),
-                          [as_model(SessionEvent, e) for e in events]))
-        if not pairs:
-            return []
-        known, fresh = self._store_records([
+        pairs = [(as_model(Session, session),
+                  [as_model(SessionEvent, e) for e in events])
+                 for session, events in items]
+        stored = self.store_session_records([
             (session.model_dump(mode='json', include=SESSION_FIELD_SET),
-             [event_fields(e) for e in events])
+             [event_dict(e) for e in events])
             for session, events in pairs])
-        # A session id given twice answers with the first one's session.
-        first_seen = {}
-        for session, events in pairs:
-            first_seen.setdefault(session.session_id, session)
-        result = []
-        for session, events in pairs:
-            sid = session.session_id
-            key, record = known[sid]
-            if sid in fresh:
-                result.append(RegisteredSession.model_construct(
-                    **session_fields(first_seen[sid]),
-                    batch_id=str(record['batch']),
-                    session_number=record['number']))
-            else:
-                result.append(registered_from_record(record))
-        return result
+        return [RegisteredSession.model_construct(**fields)
+                for fields in stored]
 
     def store_session_records(self, items):
         """``store_sessions`` for trusted plain values, without pydantic.
@@ -435,33 +363,13 @@ class ClickstreamDao:
         ``items`` holds ``(session, events)`` pairs: ``session`` a dict
         of every ``Session`` field as ``model_dump(mode='json')`` gives
         it, ``events`` dicts of every ``SessionEvent`` field. Nothing is
-        validated (the bulk loader builds these itself; validating them
-        was almost half of its time); what is stored is what
-        ``store_sessions`` stores for the same values. Returns, per
-        pair, the stored session's fields with ``batch_id`` and
+        validated (the bulk loader builds these itself); what is stored
+        is what ``store_sessions`` stores for the same values. Returns,
+        per pair, the stored session's fields with ``batch_id`` and
         ``session_number`` (as ``RegisteredSession`` would dump them).
         """
         items = list(items)
-        if not items:
-            return []
-        known, fresh = self._store_records(items)
-        result = []
-        for session, events in items:
-            key, record = known[session['session_id']]
-            result.append(dict(
-                record['session'], batch_id=str(record['batch']),
-                session_number=record['number']))
-        return result
-
-    def _store_records(self, pairs):
-        """Store ``(session data, event dicts)`` pairs (see
-        ``store_session_records``); the one implementation below both
-        bulk methods.
-
-        Returns ``known`` (session id -> ``(slot, record)``) and the set
-        of session ids that were new.
-        """
-        for data, events in pairs:
+        for data, events in items:
             sid = data['session_id']
             for event in events:
                 if event['session_id'] != sid:
@@ -469,75 +377,28 @@ class ClickstreamDao:
                     raise ValueError(
                         'event %r belongs to session %r, not %r' % (
                             event['event_id'], event['session_id'], sid))
+        if not items:
+            return []
         records = self._records(create=True)
-        slots = records.slots
-        known = {}
-        new = []
-        for data, events in pairs:
+        fresh = {}
+        for data, events in items:
             sid = data['session_id']
-            if sid in known:
-                continue
-            key = slots.get(sid)
-            if key is None:
-                known[sid] = None
-                new.append(data)
+            if sid in fresh:
+                add_events(fresh[sid][1], events)
+            elif sid not in records.ids:
+                fresh[sid] = (data, [])
+                add_events(fresh[sid][1], events)
             else:
-                known[sid] = (key, loaded(key, records.sessions[key]))
-        fresh = set()
-        if new:
-            batch = self._collecting(records)
-            first = self._allocate(batch, len(new))
-            run_id = batch.run_id
-            track_ids = self.storage.saveTracks([{
-                'taskId': self.taskId, 'runId': run_id,
-                'userName': data['user_id'] or '',
-                'data': session_track_data(data, first + i),
-                'timeStamp': float(data['created_at']),
-            } for i, data in enumerate(new)])
-            keys = []
-            for i, (data, track_id) in enumerate(zip(new, track_ids)):
-                number = first + i
-                key = slot(run_id, number)
-                sid = data['session_id']
-                known[sid] = (key, {'session': data, 'track': track_id,
-                                    'events': [], 'batch': run_id,
-                                    'number': number})
-                keys.append((sid, key))
-                fresh.add(sid)
-            keys.sort()
-            slots.update(keys)
-        groups = {}
-        for data, events in pairs:
-            if events:
-                groups.setdefault(data['session_id'], []).extend(events)
-        accepted, changed = self._add_events([
-            known[sid] + (group,) for sid, group in groups.items()])
-        # Each changed or new record is packed and stored once, with one
-        # sorted update: the new slots are consecutive, so they only
-        # append to the end of the tree.
-        packed = dict((key, record) for key, record in changed)
-        for sid in fresh:
-            key, record = known[sid]
-            packed[key] = record
-        records.sessions.update(sorted(
-            (key, repack(record)) for key, record in packed.items()))
-        return known, fresh
+                self._push(self._track(records, sid), events)
+        if fresh:
+            self._save(records, list(fresh.values()))
+        return [self._stored_fields(records, data['session_id'])
+                for data, events in items]
 
-    def iter_records(self):
-        """Yield every stored session as a plain dict: the ``Session``
-        fields with ``batch_id``, ``session_number`` and ``events`` (a
-        list of event dicts, oldest first). The read path for reports
-        (metrics, dashboards) that need no pydantic models."""
-        records = self._records()
-        if records is None:
-            return
-        for key, raw in records.sessions.items():
-            record = loaded(key, raw)
-            sid = record['session']['session_id']
-            yield dict(
-                record['session'], batch_id=str(record['batch']),
-                session_number=record['number'],
-                events=[dict(e, session_id=sid) for e in record['events']])
+    def _stored_fields(self, records, session_id):
+        track = self._track(records, session_id)
+        return dict(session_data(track), batch_id=str(track.runId),
+                    session_number=track.data['session_number'])
 
     # -- batches ------------------------------------------------------
 
@@ -553,13 +414,13 @@ class ClickstreamDao:
         low, high = slot_range(run_id)
         if after_number is not None and after_number > 0:
             low = low + min(after_number, high - low)
-            entries = records.sessions.items(low, high, excludemin=True)
+            entries = records.numbers.values(low, high, excludemin=True)
         else:
-            entries = records.sessions.items(low, high)
+            entries = records.numbers.values(low, high)
         result = []
-        for key, raw in entries:
-            result.append(self._with_events(
-                records, key, loaded(key, raw), events_limit))
+        for track_id in entries:
+            result.append(with_events(
+                self.storage.getTrack(track_id), events_limit))
             if limit is not None and len(result) >= limit:
                 break
         return result

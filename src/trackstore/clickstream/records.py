@@ -1,37 +1,41 @@
-"""What the clickstream keeps in a storage.
+"""What the clickstream keeps in a storage besides its tracks.
 
-Everything lives under one annotation of the storage
-(``storage.__annotations__['trackstore.clickstream']``), a
-``ClickstreamRecords``. Sessions and events are stored as compact
-orjson bytes, not as pickled value models: bytes cost the pickler one
-hook call instead of one per nested object, and a stored record does not
-depend on the pydantic classes, so changing a model does not break data.
+A session and its events are one track of the clickstream task: run =
+the session's batch, user = its ``user_id`` (or ``''``), time stamp =
+its ``created_at``, data = the session's fields with its
+``session_number`` and its ``events`` (a list of dicts, oldest first).
+That track is the one copy of the session: the tracks API and the DAO
+read the same record.
 
-A session and its events (a list, oldest first) are one record, so a
-session costs a fixed, small number of persistent writes however many
-events it has, and every change to a session's events rewrites the
-record that moving the session deletes: a push racing an update of the
-same session conflicts instead of leaving events behind.
+What is kept here is only what finds a track again, and the batches:
+
+- ``ids``: session id -> track id;
+- ``numbers``: *slot* -> track id. A slot is a batch (run id) and a
+  session number in one 64-bit key, so the sessions of a batch are one
+  contiguous range in number order: paging is a range scan, and new
+  sessions append at the end of the tree;
+- ``clients``: client key -> the ids of the visits of that client (the
+  sessions that ingestion made from hits; ``search_meta['client']``),
+  so that a new hit finds the sessions it may extend or bridge;
+- ``batches``: run id -> ``BatchRecord``; ``releases``: release id ->
+  run id.
+
+There is one ``ClickstreamRecords`` per clickstream task in a storage,
+found with ``clickstream_records(storage, taskId)``: the one place that
+knows its annotation key.
 """
-import orjson
+from BTrees.LLBTree import LLBTree
 from BTrees.LOBTree import LOBTree
 from BTrees.OLBTree import OLBTree
+from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
 
-RECORD_VERSION = 1
+ANNOTATION_KEY = 'trackstore.clickstream'
+DEFAULT_TASK = 'clickstream'
 
-# A session's *slot* is its batch (run id) and number in one 64-bit key:
-# the records of a batch are contiguous and in number order, so paging is
-# a range scan, and new sessions are appended at the end of the trees
-# instead of dirtying buckets all over them.
 NUMBER_BITS = 32
 NUMBER_MASK = (1 << NUMBER_BITS) - 1
-
-# The keys a stored event keeps. The session is the record's key, so it
-# is not repeated per event; ``track`` is the event's track id.
-EVENT_FIELDS = ('event_id', 'object_id', 'event_type', 'created_at',
-                'meta', 'track')
 
 
 def slot(run_id, number):
@@ -44,23 +48,6 @@ def slot(run_id, number):
 def slot_range(run_id):
     """The lowest and highest slot of a batch."""
     return run_id << NUMBER_BITS, (run_id << NUMBER_BITS) | NUMBER_MASK
-
-
-def split_slot(key):
-    """``(run_id, number)`` of a slot."""
-    return key >> NUMBER_BITS, key & NUMBER_MASK
-
-
-class RecordTree(LOBTree):
-    """Slot -> bytes, with small buckets.
-
-    A transaction that registers one session rewrites the last bucket of
-    the tree; at ~1 KB a session with a few events, the default 60-entry
-    buckets would make that ~45 KB per session, buckets of 10 ~7 KB.
-    """
-
-    max_leaf_size = 10
-    max_internal_size = 500
 
 
 class BatchRecord(Persistent):
@@ -82,7 +69,7 @@ class BatchRecord(Persistent):
         self.run_id = run_id
         self.created_at = created_at
         # The highest number handed out; numbers are never reused, even
-        # when update_session moves a session out of the batch.
+        # when a session leaves the batch.
         self.last_number = 0
         # The number of sessions in the batch now.
         self.session_counter = 0
@@ -93,7 +80,7 @@ class BatchRecord(Persistent):
 
 
 class ClickstreamRecords(Persistent):
-    """The clickstream's state: sessions, events, batches, releases.
+    """The clickstream's indexes and batches (see the module docstring).
 
     ``collecting`` (the run id of the collecting batch, or None) is only
     written when a batch is opened or leaves ``collecting``, so two
@@ -104,31 +91,20 @@ class ClickstreamRecords(Persistent):
     collecting = None
 
     def __init__(self):
-        # session id -> slot
-        self.slots = OLBTree()
-        # slot -> session record with its events (bytes)
-        self.sessions = RecordTree()
-        # run id -> BatchRecord
+        self.ids = OLBTree()
+        self.numbers = LLBTree()
+        self.clients = OOBTree()
         self.batches = LOBTree()
-        # release id -> run id
         self.releases = OLBTree()
 
 
-def pack_session(data, track_id, events):
-    """Return the stored bytes of a session and its events.
-
-    ``data`` is the session's fields as JSON-ready values (what
-    ``Session.model_dump(mode='json')`` gives); ``events`` is a list of
-    dicts with the keys of ``EVENT_FIELDS``, oldest first.
-    """
-    return orjson.dumps({
-        'v': RECORD_VERSION,
-        'session': data,
-        'track': track_id,
-        'events': events,
-    })
-
-
-def unpack_session(raw):
-    """Return the dict stored by ``pack_session``."""
-    return orjson.loads(raw)
+def clickstream_records(storage, taskId=DEFAULT_TASK, create=False):
+    """The ``ClickstreamRecords`` of ``taskId`` in ``storage`` (made when
+    ``create``), or None."""
+    key = ANNOTATION_KEY if taskId == DEFAULT_TASK else '%s.%s' % (
+        ANNOTATION_KEY, taskId)
+    annotations = storage.__annotations__
+    records = annotations.get(key)
+    if records is None and create:
+        records = annotations[key] = ClickstreamRecords()
+    return records

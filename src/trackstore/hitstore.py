@@ -1,0 +1,237 @@
+"""Store hits by the one rule, whatever path they came by.
+
+``store_hits(storage, hits, rules)`` is what a file load, a stream and
+``POST /hits`` all call, in the caller's transaction. It
+
+1. skips hits whose id was stored before (or earlier in the call);
+2. brings the identity maps up to date: the owner of a session stamp is
+   the client of its first anonymous hit in time order, and a stamp's
+   customer is that of its first customer hit -- first over *all* hits
+   loaded, so an earlier hit in a later load can change both;
+3. where a stamp changed hands, takes its hits out of the old owner's
+   visits; where a stamp got an (earlier) customer, restitches the
+   owner's visits;
+4. merges each client's hits into its stored visits
+   (``VisitStore.merge``).
+
+Each step only extends, bridges or starts visits, or moves hits between
+clients as the identity rule says, so any split of the hits into calls,
+in any order, ends with the visits that ``sessionize`` gives over all
+of them (late hits aside, see ``trackstore.clickstream.visits``).
+
+The state this needs is one ``HitState`` per storage, found with
+``hit_state(storage)``.
+"""
+from BTrees.LLBTree import LLTreeSet
+from BTrees.OOBTree import OOBTree
+from BTrees.OOBTree import OOTreeSet
+from persistent import Persistent
+
+from trackstore.clickstream.visits import VisitStore
+from trackstore.sessions import Identities
+
+
+ANNOTATION_KEY = 'trackstore.ingest'
+
+_INT64_MIN = -2 ** 63
+_INT64_MAX = 2 ** 63 - 1
+
+
+class HitState(Persistent):
+    """What the hit path keeps in a storage:
+
+    - ``ids``: the hit ids stored that are integers of 64 bits (an
+      ``LLTreeSet``: one C integer a key), ``other_ids`` every other id
+      as text. An id is its text (``idkey``): ``12345`` and ``"12345"``
+      are one hit;
+    - ``owners``: session stamp -> ``(us, idkey, client)`` of the
+      stamp's first anonymous hit; ``customers``: stamp ->
+      ``(customer, us, idkey)`` of its first customer hit;
+    - ``totals``: counts over all loads; ``engine``: the live stream's
+      open proto-sessions (a pickle, see ``trackstore.ingest``).
+    """
+
+    engine = None
+    # Bumped by every commit of a stream: a loader whose engine was read
+    # at another generation must read it again.
+    generation = 0
+
+    def __init__(self):
+        self.ids = LLTreeSet()
+        self.other_ids = OOTreeSet()
+        self.owners = OOBTree()
+        self.customers = OOBTree()
+        self.totals = OOBTree()
+
+    def add_totals(self, counts):
+        for key, value in counts.items():
+            if value:
+                self.totals[key] = self.totals.get(key, 0) + value
+
+
+def hit_state(storage, create=True):
+    """The storage's ``HitState`` (created when asked), or None."""
+    annotations = storage.__annotations__
+    state = annotations.get(ANNOTATION_KEY)
+    if state is None and create:
+        state = annotations[ANNOTATION_KEY] = HitState()
+    return state
+
+
+def int_id(idkey):
+    """The id as a 64-bit int when its text is one, else None."""
+    if idkey.isdigit() or (idkey[:1] == '-' and idkey[1:].isdigit()):
+        value = int(idkey)
+        if str(value) == idkey and _INT64_MIN <= value <= _INT64_MAX:
+            return value
+    return None
+
+
+class _Owners:
+    """The owners map as ``Identities`` reads it: stamp -> client."""
+
+    def __init__(self, tree):
+        self.tree = tree
+
+    def get(self, stamp, default=None):
+        entry = self.tree.get(stamp)
+        return default if entry is None else entry[2]
+
+    def __setitem__(self, stamp, client):
+        # Every stamp of the hits at hand has its owner already.
+        pass
+
+
+class _Customers:
+    """The customers map as ``Identities`` reads it."""
+
+    def __init__(self, tree):
+        self.tree = tree
+
+    def get(self, stamp, default=None):
+        return self.tree.get(stamp, default)
+
+    def __contains__(self, stamp):
+        return stamp in self.tree
+
+    def __setitem__(self, stamp, value):
+        pass
+
+
+class StoredIdentities(Identities):
+    """``Identities`` answered from a ``HitState``'s maps."""
+
+    def __init__(self, state):
+        self.owners = _Owners(state.owners)
+        self.customers = _Customers(state.customers)
+        self._changed_owners = set()
+        self._changed_customers = set()
+        self.merged = 0
+
+
+def _new_hits(state, hits):
+    """The hits whose ids are not stored yet; their ids are added."""
+    ids, other = state.ids, state.other_ids
+    seen = set()
+    fresh = []
+    new_ints = []
+    new_other = []
+    for hit in hits:
+        key = hit.idkey
+        if key in seen:
+            continue
+        seen.add(key)
+        number = int_id(key)
+        if number is not None:
+            if number in ids:
+                continue
+            new_ints.append(number)
+        else:
+            if key in other:
+                continue
+            new_other.append(key)
+        fresh.append(hit)
+    if new_ints:
+        new_ints.sort()
+        ids.update(new_ints)
+    if new_other:
+        new_other.sort()
+        other.update(new_other)
+    return fresh
+
+
+def _firsts(hits):
+    """Per stamp, the first anonymous hit's ``(us, idkey, client)`` and
+    the first customer hit's ``(us, idkey, customer)``."""
+    anon = {}
+    cust = {}
+    for hit in hits:
+        if hit.customer is None:
+            found, entry = anon, (hit.us, hit.idkey, hit.client or hit.stamp)
+        else:
+            found, entry = cust, (hit.us, hit.idkey, hit.customer)
+        current = found.get(hit.stamp)
+        if current is None or entry < current:
+            found[hit.stamp] = entry
+    return anon, cust
+
+
+def _update_identities(state, hits):
+    """Bring the maps up to date; return the stamps that changed owner
+    (with their old owner) and those whose customer changed."""
+    anon, cust = _firsts(hits)
+    moved = []
+    for stamp in sorted(anon):
+        entry = anon[stamp]
+        old = state.owners.get(stamp)
+        if old is None or entry[:2] < old[:2]:
+            state.owners[stamp] = entry
+            if old is not None and old[2] != entry[2]:
+                moved.append((stamp, old[2]))
+    restitch = []
+    for stamp in sorted(cust):
+        us, idkey, customer = cust[stamp]
+        old = state.customers.get(stamp)
+        if old is None or (us, idkey) < (old[1], old[2]):
+            state.customers[stamp] = (customer, us, idkey)
+            restitch.append(stamp)
+    return moved, restitch
+
+
+def client_key(state, hit):
+    """The client a hit belongs to, by the maps as they stand."""
+    if hit.customer is not None:
+        return 'c:' + hit.customer
+    return 'a:' + state.owners[hit.stamp][2]
+
+
+def store_hits(storage, hits, rules, taskId=None):
+    """Store ``hits`` by the one rule (see the module docstring); return
+    the counts: ``stored`` (new hits), ``duplicates``, ``late``,
+    ``sessions`` (visits written) and ``replaced`` (visits taken out
+    because they grew, merged or lost hits)."""
+    state = hit_state(storage)
+    fresh = _new_hits(state, hits)
+    moved, restitch = _update_identities(state, fresh)
+    identities = StoredIdentities(state)
+    store = VisitStore(storage, rules, taskId)
+    groups = {}
+    for stamp, old_owner in moved:
+        taken = store.take('a:' + old_owner,
+                           lambda h, s=stamp: h.stamp == s, identities)
+        if taken:
+            groups.setdefault('a:' + state.owners[stamp][2], []).extend(
+                taken)
+    for hit in fresh:
+        groups.setdefault(client_key(state, hit), []).append(hit)
+    for stamp in restitch:
+        owner = state.owners.get(stamp)
+        if owner is not None:
+            groups.setdefault('a:' + owner[2], [])
+    for client in sorted(groups):
+        store.merge(client, groups[client], identities)
+    counts = {'stored': len(fresh), 'duplicates': len(hits) - len(fresh),
+              'late': store.late, 'sessions': store.added,
+              'replaced': store.replaced}
+    state.add_totals(counts)
+    return counts
