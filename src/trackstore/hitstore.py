@@ -228,7 +228,9 @@ def store_hits(storage, hits, rules, taskId=None):
         owner = state.owners.get(stamp)
         if owner is not None:
             groups.setdefault('a:' + owner[2], [])
-    for client in sorted(groups):
+    # In the order the hits came (for a file: sorted), so that the
+    # numbers given in a batch do not depend on how loads were cut.
+    for client in groups:
         store.merge(client, groups[client], identities)
     counts = {'stored': len(fresh), 'duplicates': len(hits) - len(fresh),
               'late': store.late, 'sessions': store.added,
