@@ -232,6 +232,7 @@ def store_hits(storage, hits, rules, taskId=None):
     # numbers given in a batch do not depend on how loads were cut.
     for client in groups:
         store.merge(client, groups[client], identities)
+    store.flush()
     counts = {'stored': len(fresh), 'duplicates': len(hits) - len(fresh),
               'late': store.late, 'sessions': store.added,
               'replaced': store.replaced}

@@ -91,6 +91,20 @@ class VisitStore:
         self.storage = storage
         self.rules = rules
         self.added = self.replaced = self.late = 0
+        # New visits are saved together by ``flush()``: one
+        # ``saveTracks`` (one sorted insert per index) for all the
+        # clients of a commit instead of one per client.
+        self._pending = []
+        self._pending_clients = set()
+
+    def flush(self):
+        """Save the new visits merged so far; call it before commit."""
+        if self._pending:
+            self._pending.sort(key=lambda item: item[0]['session_id'])
+            self.dao._save(self._records(), self._pending)
+            self.added += len(self._pending)
+            self._pending = []
+            self._pending_clients = set()
 
     def _records(self):
         return self.dao._records(create=True)
@@ -122,6 +136,9 @@ class VisitStore:
 
     def merge(self, client, hits, identities, drop=None):
         """Add ``hits`` (of ``client``) to its stored visits."""
+        if client in self._pending_clients:
+            # Merged before in this commit: its new visits must be read.
+            self.flush()
         records = self._records()
         open_visits = []
         frozen = []
@@ -136,7 +153,7 @@ class VisitStore:
         wanted = sessionize(pool, rules=self.rules, identities=identities)
         wanted.extend(self._late_session(client, h, identities)
                       for h in late)
-        self._write(records, open_visits, wanted)
+        self._write(records, open_visits, wanted, client)
 
     def _split_late(self, frozen, hits):
         """(late hits, the others): a hit is late when it would join a
@@ -167,7 +184,7 @@ class VisitStore:
         return ClosedSession(client, [hit], user_id=user, late=True,
                              reason='late', stamp=hit.stamp)
 
-    def _write(self, records, open_visits, wanted):
+    def _write(self, records, open_visits, wanted, client):
         """Make the open visits what ``wanted`` (``ClosedSession``s)
         says: unchanged ones stay, grown ones are rewritten in place,
         the rest leave and the new ones are added."""
@@ -187,9 +204,8 @@ class VisitStore:
             self.dao._remove(records, track)
             self.replaced += 1
         if fresh:
-            fresh.sort(key=lambda item: item[0]['session_id'])
-            self.dao._save(records, fresh)
-            self.added += len(fresh)
+            self._pending.extend(fresh)
+            self._pending_clients.add(client)
 
     def _rewrite(self, track, data, events):
         if track.data['user_id'] != data['user_id']:

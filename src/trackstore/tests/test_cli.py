@@ -54,7 +54,7 @@ class CLI(unittest.TestCase):
         self.assertRegex(
             first, r'^(\d+) hits read: (\d+) stored, 0 duplicates, '
                    r'\d+ rejected( \(see .*var/hits.jsonl.rejects.jsonl\))?,'
-                   r' \d+ late; \d+ sessions opened, \d+ closed')
+                   r' \d+ late; \d+ sessions written, 0 replaced')
         again = orjson.loads(
             self.run_cli('ingest', 'hits.jsonl', '--json').stdout)
         self.assertEqual(again['stored'], 0)
