@@ -26,9 +26,12 @@ from BTrees.LLBTree import LLTreeSet
 from BTrees.OOBTree import OOBTree
 from BTrees.OOBTree import OOTreeSet
 from persistent import Persistent
+from zope.interface import implementer
 
 from trackstore.clickstream.visits import VisitStore
+from trackstore.interfaces import ICloser
 from trackstore.sessions import Identities
+from trackstore.sessions import Rules
 
 
 ANNOTATION_KEY = 'trackstore.ingest'
@@ -238,3 +241,43 @@ def store_hits(storage, hits, rules, taskId=None):
               'replaced': store.replaced}
     state.add_totals(counts)
     return counts
+
+
+@implementer(ICloser)
+class StoringCloser:
+    """A closer that stores what a sessionizer closes, by the rule of
+    ``store_hits``: the hits of the closed sessions are merged into the
+    stored visits, so a session closed by a stream ends as the batch
+    rule says, whatever the stream saw.
+
+    Sessions are gathered and stored ``batch_size`` at a time; call
+    ``flush()`` before committing so the transaction holds every
+    session closed so far. Storing is idempotent (hit ids are the
+    dedupe key). ``stored`` counts the sessions handed on, ``events``
+    their hits.
+    """
+
+    def __init__(self, storage, rules=None, batch_size=500):
+        self.storage = storage
+        self.rules = rules if rules is not None else Rules()
+        self.batch_size = batch_size
+        self.pending = []
+        self.stored = 0
+        self.events = 0
+
+    def close(self, session):
+        self.pending.append(session)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self):
+        """Store the sessions gathered so far; return how many."""
+        pending = self.pending
+        if not pending:
+            return 0
+        self.pending = []
+        hits = [hit for session in pending for hit in session.hits]
+        store_hits(self.storage, hits, self.rules)
+        self.stored += len(pending)
+        self.events += len(hits)
+        return len(pending)

@@ -29,15 +29,98 @@ Design notes:
 import time
 
 from trackstore.clickstream.dao import ClickstreamDao
+from trackstore.clickstream.models import Session
+from trackstore.clickstream.models import SessionEvent
 from trackstore.sessions import ClosedSession
 from trackstore.sessions import Hit
 from trackstore.sessions import sessionize
-from trackstore.sessions.closers import to_clickstream_records
+from trackstore.sessions.hits import COMMON
 from trackstore.sessions.hits import US
 from trackstore.sessions.identities import MAX_ID
 
 
 COLLECTING = 'collecting'
+
+
+def _object_id(hit):
+    """What a hit is about: its product, page or order (or '')."""
+    event = hit.event
+    for name in ('product', 'page', 'order'):
+        value = event.get(name)
+        if value is not None:
+            return value if value.__class__ is str else str(value)
+    return ''
+
+
+def _meta(hit):
+    meta = {'ts': hit.us / US}
+    for k, v in hit.event.items():
+        if k not in COMMON:
+            meta[k] = v
+    return meta
+
+
+def to_clickstream_records(session, session_id=None):
+    """The clickstream values of a closed session as plain dicts:
+    ``(session, [event, ...])``, the session as
+    ``Session.model_dump(mode='json')`` gives it and each event as
+    ``SessionEvent.model_dump()`` does, without building the models.
+
+    ``session_id`` replaces the sessionizer's id (in the session and
+    its events). This is what ``to_clickstream`` validates, so the two
+    cannot differ; the bulk loader stores these directly
+    (``ClickstreamDao.store_session_records``).
+    """
+    hits = session.hits
+    sid = session.session_id if session_id is None else session_id
+    query = None
+    orders = 0
+    for hit in hits:
+        if hit.type == 'search' and query is None:
+            query = hit.event.get('query')
+        elif hit.type == 'placed_order':
+            orders += 1
+    first = hits[0].us
+    # In the order of the Session model's fields, like its dump.
+    data = {
+        'session_id': sid, 'search_query': query,
+        'created_at': first // US, 'search_results': [],
+        'search_meta': {
+            'client': session.client, 'customer': session.customer,
+            'stamp': session.stamp, 'first_ts': first / US,
+            'last_ts': hits[-1].us / US, 'hits': len(hits),
+            'orders': orders, 'late': session.late},
+        'payload_filter': None, 'sort_by': None,
+        'user_id': session.user_id, 'is_irrelevant': False,
+        'is_payload_search': False,
+    }
+    events = [{
+        'event_id': hit.idkey, 'session_id': sid,
+        'object_id': _object_id(hit), 'event_type': hit.type,
+        'created_at': hit.us // US, 'meta': _meta(hit),
+    } for hit in hits]
+    return data, events
+
+
+def to_clickstream(session):
+    """The clickstream ``(Session, [SessionEvent, ...])`` of a closed
+    session.
+
+    ``search_query`` is the first search's query (or None),
+    ``created_at`` the first hit's whole second, ``user_id`` the
+    customer (or the stitched customer of an anonymous session);
+    ``search_meta`` keeps what the clickstream model has no field for:
+    the client key, the customer (None for anonymous sessions: the
+    metrics count customer sessions only), precise first and last
+    times, the hit count, the order count and the late flag. Each hit is
+    an event: ``event_id`` the hit id, ``object_id`` its product, page or
+    order, ``event_type`` its type, ``meta`` the precise time (``ts``)
+    and the type's own fields. The models are validated from
+    ``to_clickstream_records``.
+    """
+    data, events = to_clickstream_records(session)
+    # the validating constructor is faster than model_construct here
+    return Session(**data), [SessionEvent(**e) for e in events]
 
 
 def stored_session_id(closed):

@@ -5,7 +5,7 @@ API for the ingest pipeline (all names importable from here)::
     from trackstore.sessions import (
         read_records, parse_line, Hit, Reject, RejectsWriter,
         Rules, parse_duration, sessionize, StreamEngine,
-        CollectingCloser, PrintingCloser, StoringCloser, generate)
+        CollectingCloser, PrintingCloser, generate)
 
 Reading and validating
     ``read_records(source)`` yields ``(lineno, raw_bytes)`` from a path,
@@ -63,8 +63,9 @@ Stream
     stamp's first owner. ``engine.rules`` may be replaced between hits.
 
 Closers (``ICloser``: ``close(session)``)
-    ``CollectingCloser()`` (``.sessions`` list), ``PrintingCloser(stream)``,
-    ``StoringCloser(storage)`` (through ``IClickstreamDao``).
+    ``CollectingCloser()`` (``.sessions`` list), ``PrintingCloser(stream)``;
+    the closer that stores is ``trackstore.hitstore.StoringCloser``
+    (this package knows nothing of where sessions are stored).
 
 ClosedSession
     ``session_id`` (deterministic, the same from batch and stream),
@@ -83,8 +84,6 @@ from trackstore.sessions.closed import ClosedSession
 from trackstore.sessions.closed import session_id
 from trackstore.sessions.closers import CollectingCloser
 from trackstore.sessions.closers import PrintingCloser
-from trackstore.sessions.closers import StoringCloser
-from trackstore.sessions.closers import to_clickstream
 from trackstore.sessions.generate import generate
 from trackstore.sessions.hits import Hit
 from trackstore.sessions.hits import Reject
@@ -105,8 +104,8 @@ from trackstore.sessions.stream import StreamEngine
 
 __all__ = [
     'ClosedSession', 'CollectingCloser', 'Hit', 'Identities',
-    'PrintingCloser', 'Reject', 'RejectsWriter', 'Rules', 'StoringCloser',
-    'StreamEngine', 'to_clickstream', 'generate',
+    'PrintingCloser', 'Reject', 'RejectsWriter', 'Rules',
+    'StreamEngine', 'generate',
     'format_us', 'make_hit', 'open_input', 'parse_duration', 'parse_line',
     'parse_record', 'parse_timestamp', 'read_hits', 'read_records',
     'session_id', 'sessionize',
