@@ -35,7 +35,10 @@ from trackstore.clickstream import SessionBatchStatus
 from trackstore.clickstream import SessionEvent
 from trackstore.clickstream import SessionNotFound
 from trackstore.clickstream import SessionWithEvents
+from trackstore.clickstream.records import ANNOTATION_KEY
 from trackstore.clickstream.records import ClickstreamRecords
+from trackstore.clickstream.records import clickstream_records
+from trackstore.clickstream.records import slot
 from trackstore.db import Writer
 from trackstore.interfaces import IClickstreamBulkDao
 from trackstore.interfaces import IClickstreamDao
@@ -59,9 +62,18 @@ def tracks(storage, **criteria):
     return storage.query(taskId='clickstream', **criteria)
 
 
-def kinds(found):
-    return sorted((t.data['kind'], t.data.get('event_id') or
-                   t.data['session_id']) for t in found)
+def sessions_of(found):
+    """``(session id, [event ids])`` of session tracks, by session id:
+    a session is one track, its events are in the track's data."""
+    return sorted((t.data['session_id'],
+                   [e['event_id'] for e in t.data['events']])
+                  for t in found)
+
+
+# What a session track's data holds: the Session fields, the session's
+# number in its batch and its events.
+TRACK_KEYS = sorted(list(Session.model_fields) + ['session_number',
+                                                  'events'])
 
 
 class ModelTests(unittest.TestCase):
@@ -158,14 +170,73 @@ class AdapterTests(DaoTestCase):
         self.assertEqual(other.get_session('s1').session_number, 1)
         self.assertEqual(sorted(vars(self.dao)), ['storage'])
 
-    def test_records_are_bytes(self):
+    def test_records_only_find_tracks(self):
+        self.assertIsNone(clickstream_records(self.storage))
         self.dao.register_session(session('s1'))
         self.dao.push_events([event('s1', 'e1')])
-        records = self.storage.__annotations__['trackstore.clickstream']
+        records = clickstream_records(self.storage)
         self.assertIsInstance(records, ClickstreamRecords)
-        key = records.slots['s1']
-        self.assertEqual(key, (1 << 32) | 1)
-        self.assertIsInstance(records.sessions[key], bytes)
+        self.assertIs(records, self.storage.__annotations__[ANNOTATION_KEY])
+        self.assertIs(clickstream_records(self.storage, 'clickstream'),
+                      records)
+        self.assertEqual(sorted(vars(records)), [
+            'batches', 'clients', 'collecting', 'ids', 'numbers',
+            'releases'])
+        self.assertEqual(records.collecting, 1)
+        (track,) = tracks(self.storage)
+        track_id = int(track.__name__)
+        self.assertEqual(dict(records.ids), {'s1': track_id})
+        self.assertEqual(dict(records.numbers),
+                         {slot(1, 1): track_id})
+        self.assertEqual(slot(1, 1), (1 << 32) | 1)
+        self.assertEqual(list(records.batches), [1])
+        self.assertEqual(len(records.clients), 0)
+        self.assertEqual(len(records.releases), 0)
+        # The session and its events are that one track, nothing else.
+        self.assertEqual(len(self.storage), 1)
+        self.assertEqual(sorted(track.data), TRACK_KEYS)
+        self.assertEqual(track.data['events'], [{
+            'event_id': 'e1', 'object_id': 'o1', 'event_type': 'click',
+            'created_at': 1_700_000_010, 'meta': None}])
+        # Another task keeps records of its own, made on first use.
+        self.assertIsNone(clickstream_records(self.storage, 'other'))
+        other = clickstream_records(self.storage, 'other', create=True)
+        self.assertIsNot(other, records)
+        self.assertIs(clickstream_records(self.storage, 'other'), other)
+
+
+class ClientIndexTests(DaoTestCase):
+    """``clients`` finds the visits (sessions made from hits, with
+    ``search_meta['client']``) of a client, and follows every change."""
+
+    def clients(self):
+        return {client: sorted(sids) for client, sids in
+                clickstream_records(self.storage).clients.items()}
+
+    def visit(self, sid, client, **kw):
+        return session(sid, search_meta={'client': client}, **kw)
+
+    def test_follows_registrations_updates_and_bulk_stores(self):
+        self.dao.register_session(self.visit('v1', 'c1'))
+        self.dao.register_session(session('s1', search_meta={'k': 1}))
+        self.dao.register_session(self.visit('v1', 'c1'))
+        self.dao.store_sessions([(self.visit('v2', 'c1'), []),
+                                 (self.visit('v3', 'c2'), []),
+                                 (self.visit('v2', 'c1'), [])])
+        self.assertEqual(self.clients(), {'c1': ['v1', 'v2'],
+                                          'c2': ['v3']})
+        # Moving a visit keeps it once under its client.
+        self.dao.release_batch('r1')
+        self.dao.update_session(self.visit('v1', 'c1', query='more'))
+        self.assertEqual(self.clients(), {'c1': ['v1', 'v2'],
+                                          'c2': ['v3']})
+        # A visit that changes client changes entries; the last visit
+        # of a client takes the client's entry with it.
+        self.dao.update_session(self.visit('v3', 'c1'))
+        self.assertEqual(self.clients(), {'c1': ['v1', 'v2', 'v3']})
+        self.dao.update_session(session('v2'))
+        self.assertEqual(self.clients(), {'c1': ['v1', 'v3']})
+        self.assertEqual(len(self.storage), 4)
 
 
 class RegisterTests(DaoTestCase):
@@ -190,12 +261,22 @@ class RegisterTests(DaoTestCase):
         reg = self.dao.register_session(session('s1', user_id='u1'))
         self.dao.register_session(session('s2'))
         (track,) = self.storage.query(taskId='clickstream', userName='u1')
+        self.assertEqual(track.taskId, 'clickstream')
         self.assertEqual(track.runId, int(reg.batch_id))
+        self.assertEqual(track.userName, 'u1')
         self.assertEqual(track.timeStamp, 1_700_000_000)
+        self.assertEqual(sorted(track.data), TRACK_KEYS)
         self.assertEqual(track.data['session_id'], 's1')
         self.assertEqual(track.data['search_query'], 'shoes')
+        self.assertEqual(track.data['search_results'], [
+            {'object_id': 'o1', 'rank': 1.0, 'meta': None},
+            {'object_id': 'o2', 'rank': None, 'meta': None}])
+        self.assertEqual(track.data['session_number'], 1)
+        self.assertEqual(track.data['events'], [])
         (anonymous,) = self.storage.query(taskId='clickstream', userName='')
         self.assertEqual(anonymous.data['session_id'], 's2')
+        self.assertEqual(anonymous.data['user_id'], None)
+        self.assertEqual(len(self.storage), 2)
 
     def test_duplicate_returns_the_stored_session(self):
         first = self.dao.register_session(session('s1', query='a'))
@@ -264,15 +345,25 @@ class UpdateTests(DaoTestCase):
         stored = self.dao.get_session('s1')
         self.assertEqual(stored.search_query, 'boots')
         self.assertEqual([e.event_id for e in stored.events], ['e1', 'e2'])
-        # The session's and its events' tracks moved with it.
-        self.assertEqual(kinds(tracks(self.storage, runId=int(old.batch_id))),
-                         [('session', 's2')])
+        # The session's one track moved with its events: its run is the
+        # new batch, its user the new user; the old track is gone.
         self.assertEqual(
-            kinds(tracks(self.storage, runId=int(new.batch_id))),
-            [('event', 'e1'), ('event', 'e2'), ('session', 's1'),
-             ('session', 's3')])
+            sessions_of(tracks(self.storage, runId=int(old.batch_id))),
+            [('s2', [])])
+        self.assertEqual(
+            sessions_of(tracks(self.storage, runId=int(new.batch_id))),
+            [('s1', ['e1', 'e2']), ('s3', [])])
         self.assertEqual(tracks(self.storage, userName='u1'), [])
-        self.assertEqual(len(tracks(self.storage, userName='u2')), 3)
+        (track,) = tracks(self.storage, userName='u2')
+        self.assertEqual(track.runId, int(new.batch_id))
+        self.assertEqual(track.data['session_number'], 2)
+        self.assertEqual(track.data['search_query'], 'boots')
+        self.assertEqual(len(self.storage), 3)
+        records = clickstream_records(self.storage)
+        self.assertEqual(records.ids['s1'], int(track.__name__))
+        self.assertEqual(records.numbers[slot(int(new.batch_id), 2)],
+                         int(track.__name__))
+        self.assertNotIn(slot(int(old.batch_id), 1), records.numbers)
 
     def test_within_the_collecting_batch_takes_a_new_number(self):
         self.dao.register_session(session('s1'))
@@ -288,6 +379,9 @@ class UpdateTests(DaoTestCase):
         self.assertEqual(
             self.dao.register_session(session('s3')).session_number, 4)
         self.assertEqual(len(tracks(self.storage)), 3)
+        self.assertEqual(
+            sorted(t.data['session_number'] for t in tracks(self.storage)),
+            [2, 3, 4])
 
 
 class EventTests(DaoTestCase):
@@ -309,7 +403,16 @@ class EventTests(DaoTestCase):
         events = self.dao.get_session('s1').events
         self.assertEqual([(e.event_id, e.object_id) for e in events],
                          [('e1', 'o1'), ('e2', 'o1')])
-        self.assertEqual(len(tracks(self.storage)), 2 + 3)
+        # Events are kept in their session's track, not as tracks.
+        self.assertEqual(len(tracks(self.storage)), 2)
+        self.assertEqual(sessions_of(tracks(self.storage)),
+                         [('s1', ['e1', 'e2']), ('s2', ['e1'])])
+        # Only duplicates: nothing new is returned or stored.
+        before = [(t.__name__, t.data) for t in tracks(self.storage)]
+        self.assertEqual(self.dao.push_events([event('s1', 'e2'),
+                                               event('s2', 'e1')]), [])
+        self.assertEqual([(t.__name__, t.data) for t in tracks(self.storage)],
+                         before)
 
     def test_unknown_session_stores_nothing(self):
         with self.assertRaises(SessionNotFound) as caught:
@@ -334,14 +437,27 @@ class EventTests(DaoTestCase):
             [e.event_id for e in self.dao.get_session('s1').events],
             ['early', 'middle', 'tie', 'late'])
 
-    def test_events_are_tracks(self):
-        self.dao.push_events([event('s1', 'e1', meta={'pos': 3})])
-        (track,) = [t for t in tracks(self.storage, userName='u1')
-                    if t.data['kind'] == 'event']
-        self.assertEqual(track.runId, int(self.reg.batch_id))
-        self.assertEqual(track.timeStamp, 1_700_000_010)
-        self.assertEqual(track.data['meta'], {'pos': 3})
+    def test_events_are_in_the_session_track(self):
+        self.dao.push_events([event('s1', 'e2', meta={'pos': 3},
+                                    created_at=1_700_000_020),
+                              event('s1', 'e1')])
+        (track,) = tracks(self.storage, userName='u1')
         self.assertEqual(track.data['session_id'], 's1')
+        self.assertEqual(track.runId, int(self.reg.batch_id))
+        # The track keeps the session's time stamp and number.
+        self.assertEqual(track.timeStamp, 1_700_000_000)
+        self.assertEqual(track.data['session_number'], 1)
+        # Oldest first; the session is the track, so an event does not
+        # repeat its id.
+        self.assertEqual(track.data['events'], [
+            {'event_id': 'e1', 'object_id': 'o1', 'event_type': 'click',
+             'created_at': 1_700_000_010, 'meta': None},
+            {'event_id': 'e2', 'object_id': 'o1', 'event_type': 'click',
+             'created_at': 1_700_000_020, 'meta': {'pos': 3}}])
+        self.assertEqual(len(self.storage), 2)
+        self.assertEqual(
+            [e.model_dump() for e in self.dao.get_session('s1').events],
+            [dict(e, session_id='s1') for e in track.data['events']])
 
     def test_accepts_dicts(self):
         self.dao.push_events([dict(event_id='e', session_id='s1',
@@ -396,6 +512,31 @@ class ReadTests(DaoTestCase):
             seen.extend(s.session_id for s in page)
             cursor = page[-1].session_number
         self.assertEqual(seen, ['s%d' % i for i in range(1, 8)])
+
+    def test_iter_records(self):
+        self.assertEqual(list(self.dao.iter_records()), [])
+        for i in range(1, 5):
+            self.dao.register_session(session('s%d' % i, user_id='u'))
+            self.dao.push_events([event('s%d' % i, 'e%d' % k, created_at=k)
+                                  for k in range(i, 0, -1)])
+        self.dao.release_batch('r1')
+        self.dao.update_session(session('s2', query='moved'))
+        self.dao.register_session(session('s5'))
+        records = list(self.dao.iter_records())
+        # Plain dicts, by batch and number: what the models dump, with
+        # every event.
+        self.assertEqual(records, [
+            s.model_dump() for batch in ('1', '2')
+            for s in self.dao.get_batch_sessions(batch)])
+        self.assertEqual(
+            [(r['batch_id'], r['session_number'], r['session_id'])
+             for r in records],
+            [('1', 1, 's1'), ('1', 3, 's3'), ('1', 4, 's4'),
+             ('2', 1, 's2'), ('2', 2, 's5')])
+        self.assertEqual([e['event_id'] for e in records[2]['events']],
+                         ['e1', 'e2', 'e3', 'e4'])
+        self.assertEqual(records[3]['search_query'], 'moved')
+        self.assertEqual(len(records[3]['events']), 2)
 
     def test_unknown_batches(self):
         self.assertEqual(self.dao.get_batch_sessions('1'), [])
@@ -508,6 +649,11 @@ class BulkTests(DaoTestCase):
                           for r in result],
                          [('a', 2, 'shoes'), ('old', 1, 'kept'),
                           ('b', 3, 'shoes'), ('a', 2, 'shoes')])
+        # The same models a registration answers, nested ones included.
+        self.assertEqual(result, [
+            self.dao.register_session(session(sid))
+            for sid in ('a', 'old', 'b', 'a')])
+        self.assertIsInstance(result[0].search_results[0], SearchResultItem)
         self.assertEqual(self.dao.get_batch('1').session_counter, 3)
         self.assertEqual(
             [e.event_id for e in self.dao.get_session('a').events],
@@ -515,8 +661,13 @@ class BulkTests(DaoTestCase):
         self.assertEqual(
             [e.event_id for e in self.dao.get_session('old').events],
             ['e1', 'e2'])
-        self.assertEqual(len(tracks(self.storage)), 3 + 5)
-        self.assertEqual(len(tracks(self.storage, userName='u')), 4)
+        self.assertEqual(len(tracks(self.storage)), 3)
+        self.assertEqual(len(self.storage), 3)
+        self.assertEqual(sessions_of(tracks(self.storage)), [
+            ('a', ['e1', 'e2', 'e3']), ('b', []), ('old', ['e1', 'e2'])])
+        (track,) = tracks(self.storage, userName='u')
+        self.assertEqual((track.data['session_id'], track.runId),
+                         ('a', 1))
 
     def test_event_of_another_session_stores_nothing(self):
         with self.assertRaises(ValueError):
@@ -558,7 +709,7 @@ class BulkTests(DaoTestCase):
                 [(t.__name__, t.runId, t.userName, t.timeStamp, t.data)
                  for t in storage.values()]))
         self.assertEqual(states[1], states[0])
-        self.assertEqual(len(states[0][3]), 3 + 5)
+        self.assertEqual(len(states[0][3]), 3)
         self.assertEqual(states[0][0][3]['search_query'], 'shoes')
 
     def test_records_of_another_session_store_nothing(self):
@@ -741,9 +892,10 @@ class ContractMachine(RuleBasedStateMachine):
                 sorted(((sid, v[1]) for sid, v in self.sessions.items()
                         if v[0] == batch), key=lambda item: item[1])
             assert len(listed) == counter
+            # A batch's tracks are its sessions, with their events.
             found = self.storage.query(taskId='clickstream', runId=batch)
-            assert len(found) == sum(1 + len(self.events[s.session_id])
-                                     for s in listed)
+            assert sessions_of(found) == sorted(
+                (s.session_id, self.events[s.session_id]) for s in listed)
         for sid, (batch, number, query, irrelevant) in self.sessions.items():
             got = self.dao.get_session(sid)
             assert (got.batch_id, got.session_number, got.search_query,
@@ -754,6 +906,7 @@ class ContractMachine(RuleBasedStateMachine):
                       if v[0] == 'collecting']
         assert collecting == ([] if self.collecting is None
                               else [self.collecting])
+        assert len(self.storage) == len(self.sessions)
 
 
 ContractMachine.TestCase.settings = settings(
@@ -802,13 +955,30 @@ class PersistenceTests(FileStorageTestCase):
                              ('2', 'moved'))
             self.assertEqual(len(moved.events), 1)
             self.assertTrue(dao.get_session('s8').is_irrelevant)
+            (track,) = w.storage.query(taskId='clickstream', runId=2)
+            self.assertEqual(sessions_of([track]), [('s7', ['e'])])
             self.assertEqual(len(w.storage.query(taskId='clickstream',
-                                                 runId=2)), 2)
+                                                 runId=1)), 49)
+            self.assertEqual(len(w.storage), 50)
             self.assertEqual(dao.release_batch('r1').batch_id, '1')
             # The pickles name no pydantic class: stored data does not
             # depend on the value models.
         with open(self.path, 'rb') as f:
             self.assertNotIn(b'clickstream.models', f.read())
+
+    def test_a_push_of_duplicates_writes_nothing(self):
+        with Writer(self.db) as w:
+            w.run(lambda s: ClickstreamDao(s).store_sessions(
+                [(session('s1'), [event('s1', 'e1'), event('s1', 'e2')])]))
+            last = self.db.lastTransaction()
+            new = w.run(lambda s: ClickstreamDao(s).push_events(
+                [event('s1', 'e2'), event('s1', 'e1', object_id='x')]))
+            self.assertEqual(new, [])
+            self.assertEqual(self.db.lastTransaction(), last)
+            w.run(lambda s: ClickstreamDao(s).store_sessions(
+                [(session('s1'), [event('s1', 'e1')])]))
+            self.assertEqual(self.db.lastTransaction(), last)
+            self.assertEqual(len(w.storage), 1)
 
 
 class ConflictTests(FileStorageTestCase):
@@ -899,9 +1069,9 @@ class ConflictTests(FileStorageTestCase):
         moved = dao.get_session('s1')
         self.assertEqual((moved.batch_id, moved.search_query), ('2', 'new'))
         self.assertEqual([e.event_id for e in moved.events], ['e1'])
-        self.assertEqual(
-            kinds(tracks(dao.storage, runId=2)),
-            [('event', 'e1'), ('session', 's1')])
+        self.assertEqual(sessions_of(tracks(dao.storage, runId=2)),
+                         [('s1', ['e1'])])
+        self.assertEqual(len(dao.storage), 3)
 
     def test_the_same_event_twice(self):
         dao = self.race(
@@ -909,7 +1079,8 @@ class ConflictTests(FileStorageTestCase):
             lambda d: d.push_events([event('s1', 'e1', object_id='y')]))
         self.assertEqual(
             [e.object_id for e in dao.get_session('s1').events], ['y'])
-        self.assertEqual(len(tracks(dao.storage)), 4)
+        self.assertEqual(sessions_of(tracks(dao.storage)),
+                         [('s1', ['e1']), ('w0', []), ('w1', [])])
 
 
 class ConcurrencyTests(FileStorageTestCase):
@@ -976,7 +1147,7 @@ class ConcurrencyTests(FileStorageTestCase):
         with Writer(self.db) as w:
             storage = w.storage
             dao = ClickstreamDao(storage)
-            records = storage.__annotations__['trackstore.clickstream']
+            records = clickstream_records(storage)
             placed = collections.Counter()
             collecting = []
             for run_id, batch in records.batches.items():
@@ -993,14 +1164,24 @@ class ConcurrencyTests(FileStorageTestCase):
                     self.assertEqual(s.batch_id, str(run_id))
                     self.assertEqual([e.event_id for e in s.events],
                                      ['e0', 'e1', 'e2'])
-                # The tracks of a batch are its sessions and events.
+                # The tracks of a batch are its sessions, each with its
+                # events.
                 found = storage.query(taskId='clickstream', runId=run_id)
-                self.assertEqual(len(found), 4 * len(sessions))
+                self.assertEqual(sessions_of(found), sorted(
+                    (s.session_id, ['e0', 'e1', 'e2']) for s in sessions))
             self.assertLessEqual(len(collecting), 1)
             self.assertEqual(set(placed), expected)
             self.assertEqual(set(placed.values()), {1})
             self.assertGreaterEqual(len(records.batches), released)
             self.assertEqual(len(records.releases), released)
             self.assertEqual(len(storage.query(taskId='clickstream')),
-                             4 * len(expected))
-            self.assertEqual(len(storage), 4 * len(expected))
+                             len(expected))
+            # A user's sessions are the user's tracks.
+            for n in range(self.writers):
+                found = storage.query(taskId='clickstream',
+                                      userName='w%d' % n)
+                self.assertEqual(
+                    sorted(t.data['session_id'] for t in found),
+                    sorted(sid for sid in expected
+                           if sid.startswith('w%d-' % n)))
+            self.assertEqual(len(storage), len(expected))
