@@ -354,7 +354,9 @@ class ClickstreamDao:
             (session.model_dump(mode='json', include=SESSION_FIELD_SET),
              [event_dict(e) for e in events])
             for session, events in pairs])
-        return [RegisteredSession.model_construct(**fields)
+        # Validated, not constructed: the stored fields are plain JSON
+        # values, and ``search_results`` must come back as models.
+        return [RegisteredSession.model_validate(fields)
                 for fields in stored]
 
     def store_session_records(self, items):
