@@ -133,6 +133,7 @@ def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
                bar=None, **options):
     """Load ``source`` into the database at ``uri``; returns the report.
     ``bar`` is a rich Console to draw a progress bar on, or None."""
+    from trackstore.db import DatabaseGone
     from trackstore.ingest import DEFAULT_BATCH_SIZE
     from trackstore.ingest import ingest
     db = _open_db(uri)
@@ -145,7 +146,7 @@ def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
         label = 'stdin' if source == '-' else os.path.basename(source)
         with _Bar(bar, label) as progress:
             return ingest(source, db, progress=progress, **kw)
-    except ValueError as e:
+    except (ValueError, DatabaseGone) as e:
         raise click.ClickException(str(e))
     finally:
         db.close()
@@ -169,12 +170,15 @@ def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
 @click.option('--lateness', default=None,
               help='with --follow: how late a hit may come before its '
                    'session is handed on (60s, 5m, ...)')
+@click.option('--wait', default='60s', show_default=True,
+              help='how long to wait for a database server that went '
+                   'away before giving up')
 @click.option('--json', 'as_json', is_flag=True,
               help='print the report as JSON')
 @click.option('--progress/--no-progress', default=None,
               help='progress bar (default: when stderr is a terminal)')
 def ingest_command(source, uri, timeout, batch_size, rejects, memory,
-                   follow, lateness, as_json, progress):
+                   follow, lateness, wait, as_json, progress):
     """Load hits (JSON Lines, a JSON array, gzip of either; '-' reads
     standard input) and store them as sessions.
 
@@ -194,7 +198,7 @@ def ingest_command(source, uri, timeout, batch_size, rejects, memory,
         source, uri, _timeout(timeout), batch_size, rejects,
         bar=console if progress else None, memory=_bytes(memory),
         follow=follow, lateness=None if lateness is None else _duration(
-            lateness, '--lateness'))
+            lateness, '--lateness'), wait=_duration(wait, '--wait'))
     if as_json:
         click.echo(orjson.dumps(report.as_dict()).decode())
     else:

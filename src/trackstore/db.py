@@ -44,6 +44,8 @@ CONNECT_TIMEOUT = 5
 
 #: Times a unit of work is tried before its conflict is raised.
 DEFAULT_ATTEMPTS = 50
+# Seconds a writer waits for a database server that went away.
+DEFAULT_WAIT = 60.0
 
 SCHEMES = ('file', 'memory', 'zeo', 'postgresql', 'postgres', 'zconfig')
 
@@ -364,6 +366,22 @@ def is_retryable(error):
     return type(error).__name__ == 'UnableToAcquireCommitLockError'
 
 
+def is_disconnected(error):
+    """True when the storage's server is away (ZEO's ClientDisconnected
+    and the like), as opposed to a conflict."""
+    return type(error).__name__ in ('ClientDisconnected', 'DisconnectedError')
+
+
+class DatabaseGone(Exception):
+    """The database server stayed away longer than the writer waits."""
+
+    def __init__(self, db, wait):
+        self.wait = wait
+        name = db.storage.getName() if hasattr(db, 'storage') else db
+        super().__init__('the database %s did not answer for %g s'
+                         % (name, wait))
+
+
 def _pause(attempt):
     # A short random backoff so that writers that just collided do not
     # collide again in lock step.
@@ -390,10 +408,11 @@ class Writer:
     """
 
     def __init__(self, db, name='trackstore', factory=None,
-                 attempts=DEFAULT_ATTEMPTS):
+                 attempts=DEFAULT_ATTEMPTS, wait=DEFAULT_WAIT):
         self.db = db
         self.name = name
         self.attempts = attempts
+        self.wait = wait
         self.commits = 0
         self.conflicts = 0
         self.most_retries = 0
@@ -408,27 +427,39 @@ class Writer:
 
         On a conflict the transaction is aborted and ``fn`` called again
         (up to ``attempts`` times), so ``fn`` must do all of its work
-        through the storage it is given. Returns what ``fn`` returns.
+        through the storage it is given. A database that went away (a
+        ZEO server restarting) is waited for up to ``wait`` seconds,
+        then ``DatabaseGone`` is raised. Returns what ``fn`` returns.
         """
         tm = self.transaction_manager
-        for attempt in range(self.attempts):
-            tm.begin()
+        attempt = 0
+        gone_since = None
+        while True:
             try:
+                # Beginning syncs with the storage: it fails too when
+                # the server is away, so it is inside the retry.
+                tm.begin()
                 result = fn(self.connection.root()[self.name], *args, **kw)
                 started = time.perf_counter()
                 tm.commit()
                 self.last_commit_seconds = time.perf_counter() - started
             except Exception as e:
                 tm.abort()
-                if attempt + 1 >= self.attempts or not is_retryable(e):
+                if is_disconnected(e):
+                    gone_since = gone_since or time.monotonic()
+                    if time.monotonic() - gone_since > self.wait:
+                        raise DatabaseGone(self.db, self.wait) from e
+                    time.sleep(0.5)
+                    continue
+                attempt += 1
+                if attempt >= self.attempts or not is_retryable(e):
                     raise
                 self.conflicts += 1
-                _pause(attempt)
+                _pause(attempt - 1)
             else:
                 self.commits += 1
                 self.most_retries = max(self.most_retries, attempt)
                 return result
-        raise AssertionError('not reached')  # pragma: no cover
 
     def close(self, release=True):
         """Close the connection; with ``release``, first give the

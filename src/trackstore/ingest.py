@@ -28,6 +28,7 @@ import stat
 import sys
 import time
 
+from trackstore.db import DEFAULT_WAIT
 from trackstore.db import Writer
 from trackstore.db import open_db
 from trackstore.hitstore import hit_state
@@ -181,13 +182,14 @@ class Loader:
     spilled to disk; ``progress`` is called as ``progress(bytes_read,
     size, report)`` while reading and at the end (``size`` is None when
     unknown). ``lateness`` is the live stream's allowed lateness
-    (seconds; ``follow`` loads only).
+    (seconds; ``follow`` loads only). A database server that goes away
+    is waited for ``wait`` seconds (then ``DatabaseGone``).
     """
 
     def __init__(self, db, timeout=DEFAULT_TIMEOUT,
                  batch_size=DEFAULT_BATCH_SIZE, rejects=None,
                  progress=None, name='trackstore', lateness=None,
-                 memory=DEFAULT_MEMORY):
+                 memory=DEFAULT_MEMORY, wait=DEFAULT_WAIT):
         self.db = db
         self.rules = Rules(timeout=timeout)
         self.lateness = lateness
@@ -195,7 +197,7 @@ class Loader:
         self.memory = memory
         self.rejects = rejects
         self.progress = progress
-        self.writer = Writer(db, name=name)
+        self.writer = Writer(db, name=name, wait=wait)
         self._delay = float(os.environ.get(SLOW_COMMIT_ENV) or 0)
 
     def close(self):
@@ -381,7 +383,8 @@ class _Stream:
 
 def ingest(source, db, timeout=DEFAULT_TIMEOUT,
            batch_size=DEFAULT_BATCH_SIZE, rejects=None, progress=None,
-           memory=DEFAULT_MEMORY, follow=False, lateness=None):
+           memory=DEFAULT_MEMORY, follow=False, lateness=None,
+           wait=DEFAULT_WAIT):
     """Load the hits of ``source`` (a path or '-') into the storage of
     ``db`` (a ``ZODB.DB``, or a database URI: None is the default
     FileStorage under ./var/). Returns an ``IngestReport``."""
@@ -391,7 +394,7 @@ def ingest(source, db, timeout=DEFAULT_TIMEOUT,
     try:
         with Loader(db, timeout=timeout, batch_size=batch_size,
                     rejects=rejects, progress=progress, memory=memory,
-                    lateness=lateness) as loader:
+                    lateness=lateness, wait=wait) as loader:
             return loader.load(source, follow=follow)
     finally:
         if own:
