@@ -1,11 +1,15 @@
 """Ingest benchmark: raw hits in, side by side with the alternatives.
 
-On the same generated hit file (seed 002's format, JSON Lines), each of
-these runs as its own subprocess, so its peak RSS is its own:
+On the same generated hit file (JSON hits, JSON Lines) and on its
+shuffled copy (real exports are not sorted by time), each of these runs
+as its own subprocess, so its peak RSS is its own:
 
 - floor: orjson parses every line into a dict, nothing else;
 - trackstore: ``trackstore ingest FILE --db file://...`` (validation,
-  dedupe, streaming sessionizer, sessions and events stored, FileStorage);
+  sorting by client and time, dedupe, sessions with their hits stored,
+  FileStorage);
+- trackstore, second load: a second file of other hits (another seed)
+  loaded on top of the first, into the same database;
 - seed way: what seed 002 did: pandas reads the hits, sorts them, marks
   30-minute sessions with groupby/diff/cumsum, ``DataFrame.to_sql`` into
   SQLite;
@@ -14,10 +18,11 @@ these runs as its own subprocess, so its peak RSS is its own:
   id, timestamp, type).
 
 It prints hits/s, peak RSS (the child's own, from ``wait4``), the median
-of RSS sampled every 0.1 s (the steady state, without the peaks) and
-bytes on disk per hit, with ratios to the floor, to plain SQLite and to
-the seed's way, for a small and a large file (default 1M and 4M hits),
-so that memory growing with the input shows.
+of RSS sampled every 0.1 s (the steady state, without the peaks), bytes
+on disk per hit and, for trackstore, the median and largest commit
+(bytes of data records per transaction), with ratios to the floor, to
+plain SQLite and to the seed's way, for a small and a large file
+(default 1M and 4M hits), so that memory growing with the input shows.
 
     .venv/bin/python benchmarks/ingest.py            # 1M and 4M hits
     .venv/bin/python benchmarks/ingest.py --hits 200000 --big 0  # quick
@@ -136,11 +141,12 @@ WORKLOADS = {
 # -- the driver ----------------------------------------------------------
 
 
-def measure(name, path, hits, workdir):
-    """Run one workload in a child process; return (seconds, rss, disk).
-    """
-    wd = tempfile.mkdtemp(prefix='bench-', dir=workdir)
-    if name == 'trackstore':
+def measure(name, path, hits, workdir, keep=None):
+    """Run one workload in a child process; return (seconds, rss,
+    median rss, disk, commits). ``keep`` is a directory to load into
+    and keep (trackstore only: the second load goes on top of it)."""
+    wd = keep or tempfile.mkdtemp(prefix='bench-', dir=workdir)
+    if name.startswith('trackstore'):
         # Run the console script directly so its peak RSS is its own.
         uri = 'file://' + os.path.join(wd, 'trackstore.fs')
         cmd = [TRACKSTORE, 'ingest', path, '--db', uri]
@@ -163,15 +169,34 @@ def measure(name, path, hits, workdir):
     if proc.returncode:
         raise SystemExit('%s failed (%s):\n%s%s'
                          % (name, proc.returncode, out, err))
-    if name == 'trackstore':
+    commits = None
+    if name.startswith('trackstore'):
         print('   ', out.strip().splitlines()[-1], file=sys.stderr)
+        commits = commit_sizes(os.path.join(wd, 'trackstore.fs'))
     rss = usage.ru_maxrss * 1024     # kilobytes on Linux
     samples.sort()
     typical = samples[len(samples) // 2] if samples else rss
     disk = sum(os.path.getsize(os.path.join(wd, f)) for f in os.listdir(wd)
                if os.path.isfile(os.path.join(wd, f)))
-    shutil.rmtree(wd, ignore_errors=True)
-    return seconds, rss, typical, disk
+    if keep is None:
+        shutil.rmtree(wd, ignore_errors=True)
+    return seconds, rss, typical, disk, commits
+
+
+def commit_sizes(path):
+    """(median, largest) bytes of data records per transaction of a
+    FileStorage: a commit far larger than the others is a peak of RSS.
+    """
+    from ZODB.FileStorage import FileStorage
+    storage = FileStorage(path, read_only=True)
+    try:
+        sizes = sorted(sum(len(r.data or b'') for r in txn)
+                       for txn in storage.iterator())
+    finally:
+        storage.close()
+    if not sizes:
+        return None
+    return sizes[len(sizes) // 2], sizes[-1]
 
 
 def _sample(pid, samples, every=0.1):
@@ -198,7 +223,7 @@ def count_lines(path):
 def generate(target, workdir, seed=2):
     """Generate a hit file of about ``target`` hits with the generator.
     """
-    path = os.path.join(workdir, 'hits-%d.jsonl' % target)
+    path = os.path.join(workdir, 'hits-%d-seed%d.jsonl' % (target, seed))
     if os.path.exists(path):
         return path, count_lines(path)
     # Calibrate hits per customer on a small run, then scale.
@@ -213,6 +238,19 @@ def generate(target, workdir, seed=2):
                     '--days', '30', '--seed', str(seed), '-o', path],
                    check=True, stdout=subprocess.DEVNULL)
     return path, count_lines(path)
+
+
+def shuffled(path):
+    """A copy of ``path`` with its lines in random order (as ``shuf``)."""
+    import random
+    out = path.replace('.jsonl', '-shuffled.jsonl')
+    if not os.path.exists(out):
+        with open(path, 'rb') as f:
+            lines = f.read().splitlines(True)
+        random.Random(7).shuffle(lines)
+        with open(out, 'wb') as f:
+            f.writelines(lines)
+    return out
 
 
 def main(argv=None):
@@ -246,37 +284,55 @@ def main(argv=None):
         if size != sizes[0]:
             wanted = args.big_only.split(',')
             names = [n for n in names if n in wanted]
-        for name in names:
-            print('  %s on %d lines ...' % (name, lines), file=sys.stderr)
-            seconds, rss, typical, disk = measure(
-                name, path, lines, workdir)
-            rows.append((lines, name, seconds, rss, typical, disk))
-            print('    %.1f s, peak %.0f MiB, median %.0f MiB' % (
-                seconds, rss / 2 ** 20, typical / 2 ** 20),
-                file=sys.stderr)
+        for order, source in (('sorted', path), ('shuffled',
+                                                 shuffled(path))):
+            for name in names:
+                rows.append(run_one(name, order, source, lines, workdir))
+        if size == sizes[-1] or args.file:
+            # The second load: other hits (another seed) on top.
+            second, more = generate(size, workdir, seed=3)
+            keep = tempfile.mkdtemp(prefix='bench-', dir=workdir)
+            run_one('trackstore', 'first', path, lines, workdir, keep)
+            rows.append(run_one('trackstore', 'second load', second, more,
+                                workdir, keep))
+            shutil.rmtree(keep, ignore_errors=True)
         if args.file:
             break
     print_table(rows)
 
 
+def run_one(name, order, path, lines, workdir, keep=None):
+    print('  %s on %d %s lines ...' % (name, lines, order), file=sys.stderr)
+    seconds, rss, typical, disk, commits = measure(
+        name, path, lines, workdir, keep)
+    print('    %.1f s, peak %.0f MiB, median %.0f MiB' % (
+        seconds, rss / 2 ** 20, typical / 2 ** 20), file=sys.stderr)
+    return (lines, order, name, seconds, rss, typical, disk, commits)
+
+
 def print_table(rows):
-    rate = {(r[0], r[1]): r[0] / r[2] for r in rows}
-    print('| hits | workload | hits/s | vs floor | vs sqlite | vs seed way '
-          '| peak RSS MiB | median RSS MiB | disk bytes/hit |')
-    print('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
-    for lines, name, seconds, rss, typical, disk in rows:
+    rate = {(r[0], r[1], r[2]): r[0] / r[3] for r in rows}
+    print('| hits | input | workload | hits/s | vs floor | vs sqlite '
+          '| vs seed way | peak RSS MiB | median RSS MiB | disk bytes/hit '
+          '| commit MB median / max |')
+    print('| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: '
+          '| ---: | ---: |')
+    for lines, order, name, seconds, rss, typical, disk, commits in rows:
         r = lines / seconds
-        floor = rate.get((lines, 'floor'))
-        sqlite = rate.get((lines, 'sqlite'))
-        seed = rate.get((lines, 'seed way'))
-        print('| {:,} | {} | {:,.0f} | {} | {} | {} | {:,.0f} | {:,.0f} '
-              '| {} |'.format(
-                  lines, name, r,
+        same = order if order in ('sorted', 'shuffled') else 'sorted'
+        floor = rate.get((lines, same, 'floor'))
+        sqlite = rate.get((lines, same, 'sqlite'))
+        seed = rate.get((lines, same, 'seed way'))
+        print('| {:,} | {} | {} | {:,.0f} | {} | {} | {} | {:,.0f} '
+              '| {:,.0f} | {} | {} |'.format(
+                  lines, order, name, r,
                   '%.3fx' % (r / floor) if floor else '-',
                   '%.2fx' % (r / sqlite) if sqlite else '-',
                   '%.2fx' % (r / seed) if seed else '-',
                   rss / 2 ** 20, typical / 2 ** 20,
-                  '%.0f' % (disk / lines) if disk else '0'))
+                  '%.0f' % (disk / lines) if disk else '0',
+                  '%.1f / %.1f' % (commits[0] / 1e6, commits[1] / 1e6)
+                  if commits else '-'))
 
 
 if __name__ == '__main__':

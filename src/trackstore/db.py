@@ -450,6 +450,7 @@ class Writer:
                     if time.monotonic() - gone_since > self.wait:
                         raise DatabaseGone(self.db, self.wait) from e
                     time.sleep(0.5)
+                    self._reopen()
                     continue
                 attempt += 1
                 if attempt >= self.attempts or not is_retryable(e):
@@ -460,6 +461,27 @@ class Writer:
                 self.commits += 1
                 self.most_retries = max(self.most_retries, attempt)
                 return result
+
+    def _reopen(self):
+        """A new connection after the server went away.
+
+        ZEO's client keeps the object ids it prefetched from the server
+        across a reconnect, but a restarted server only knows the ids
+        that were committed and hands the others out again: two new
+        objects would get one id. The prefetched ids are dropped (there
+        is no public call for it), so every id comes from the server
+        that will store it."""
+        prefetched = getattr(self.db.storage, '_oids', None)
+        if isinstance(prefetched, list):
+            del prefetched[:]
+        try:
+            self.connection.close()
+        except Exception:
+            # The old connection may not even close without its server;
+            # it is dropped either way.
+            pass
+        self.connection = self.db.open(
+            transaction_manager=self.transaction_manager)
 
     def close(self, release=True):
         """Close the connection; with ``release``, first give the
