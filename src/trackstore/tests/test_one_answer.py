@@ -188,3 +188,28 @@ class ShuffledFile(unittest.TestCase):
                    for uri in (one, 'file://' + two)]
         self.assertEqual(metrics[0], metrics[1])
         self.assertIn(b'"ordering_sessions"', metrics[0])
+        # A live stream of the shuffled lines on standard input, with a
+        # lateness far smaller than the disorder: the same sessions.
+        three = 'file://' + os.path.join(self.tmp, 'three.fs')
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        subprocess.run(
+            [sys.executable, '-m', 'trackstore.cli', 'ingest', '-',
+             '--follow', '--lateness', '1m', '--batch-size', '200',
+             '--db', three], input=b''.join(lines), check=True,
+            capture_output=True, env=env, cwd=self.tmp)
+        self.assertEqual(
+            self.run_cli('metrics', '--json', '--db', three), metrics[0])
+        self.assertEqual(self.visits(three), self.visits(one))
+
+    def visits(self, uri):
+        from trackstore.db import get_storage
+        from trackstore.db import open_db
+        db = open_db(uri)
+        try:
+            conn = db.open()
+            try:
+                return stored(get_storage(conn))
+            finally:
+                conn.close()
+        finally:
+            db.close()
