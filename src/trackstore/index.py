@@ -7,14 +7,13 @@ the partitions.
 
 A partition keeps
 
-- ``records``: ``encoded user + packed id`` -> record (flat bytes). Tracks
-  live inside the buckets of this map, clustered by user: the tracks of
-  one user sit side by side, so reading them from disk reads a few
-  buckets, not one per track. Its keys are the user index too.
-- ``locations``: track id -> encoded user, to find a track by id;
-- one segmented tree set per other index of ``encoded value + packed id``
-  byte keys, so a high-cardinality index costs no persistent object per
-  value;
+- ``records``: track id -> record (flat bytes). Ids grow, so a commit
+  appends to the end of this tree: a record is written once, when it is
+  saved, and again only when it changes (see ``RecordTree``);
+- one segmented tree set per index, the user index included, of
+  ``encoded value + packed id`` byte keys, so a high-cardinality index
+  costs no persistent object per value, and only these small keys take
+  part in the merges;
 - ``pairs``: ``encoded task + encoded user`` keys, for ``getUserNames``
   and ``getTaskIds`` without reading tracks.
 
@@ -53,14 +52,25 @@ class IndexSet(family.OO.TreeSet):
 
 
 class RecordMap(family.OO.BTree):
-    """Key -> record bytes."""
+    """Key -> value, the segments of a ``SegmentedMap``."""
     max_leaf_size = 250
     max_internal_size = 16
 
 
-class Locations(family.IO.BTree):
-    """Track id -> encoded user; ids grow, so inserts append."""
-    max_leaf_size = 250
+class RecordTree(family.IO.BTree):
+    """Track id -> record bytes.
+
+    Records were kept in the segments of the user index once (a user's
+    tracks side by side), but then every merge of segments rewrote the
+    records too: every few commits one was many times larger than the
+    others (391 MB against a typical 13 MB for a load of sessions), and
+    peak memory followed. Keyed by id, a record is written when it is
+    saved and when it changes, never by a merge. Leaves of 32: appending
+    a record rewrites the last bucket, so a small transaction (one
+    session of a few KB, the web case) writes tens of KB, not hundreds;
+    bulk saves fill whole new buckets anyway.
+    """
+    max_leaf_size = 32
     max_internal_size = 500
 
 
@@ -257,12 +267,10 @@ class Partition(Persistent):
         self.lastId = number << ID_BITS
         self.owner = None
         self.leaseUntil = 0.0
-        self.records = SegmentedMap()
-        self.locations = Locations()
+        self.records = RecordTree()
         self.count = Length()
         self.pairs = Segmented()
-        self.indexes = {name: Segmented() for name in indexNames
-                        if name != USER_INDEX}
+        self.indexes = {name: Segmented() for name in indexNames}
 
     def __repr__(self):
         return '<Partition %s: %s tracks>' % (self.number, self.count())
@@ -276,24 +284,21 @@ class Partition(Persistent):
         return range(first, first + n)
 
     def index(self, name):
-        return self.records if name == USER_INDEX else self.indexes[name]
+        return self.indexes[name]
 
     # writing
 
-    def store(self, items, locations):
-        """Store records: ``items`` are (user key + id, record) pairs,
-        ``locations`` map ids to encoded users."""
+    def store(self, items):
+        """Store records: ``items`` are (id, record) pairs."""
         items.sort()
-        self.records.add(items)
-        self.locations.update(locations)
-        self.count.change(len(locations))
+        self.records.update(items)
+        self.count.change(len(items))
 
-    def replace(self, key, record):
-        self.records.set(key, record)
+    def replace(self, trackId, record):
+        self.records[trackId] = record
 
-    def delete(self, trackId, key):
-        self.records.remove(key)
-        del self.locations[trackId]
+    def delete(self, trackId):
+        del self.records[trackId]
         self.count.change(-1)
 
     def addEntries(self, entries):
@@ -332,12 +337,8 @@ class Partition(Persistent):
     # reading
 
     def record(self, trackId):
-        """The record key and record of a track, or (None, None)."""
-        user = self.locations.get(trackId)
-        if user is None:
-            return None, None
-        key = user + trackId.to_bytes(8, 'big')
-        return key, self.records.get(key)
+        """The record of a track, or None."""
+        return self.records.get(trackId)
 
     def ids(self, name, low, high):
         """The ids of the index entries with low <= key < high, in no
@@ -355,26 +356,6 @@ class Partition(Persistent):
             for key in segment.keys(min=low, max=high, excludemax=True):
                 yield idOf(key)
 
-    def recordsIn(self, low, high):
-        """(id, record) of the tracks whose user key is in the range: the
-        user index answers with the records themselves."""
-        found = []
-        for segment in self.records.segments:
-            found.extend([(idOf(key), record) for key, record in
-                          segment.items(min=low, max=high,
-                                        excludemax=True)])
-        return found
-
-    def iterRecords(self, low, high):
-        """The records whose user key is in the range, lazily."""
-        for segment in self.records.segments:
-            yield from segment.values(min=low, max=high, excludemax=True)
-
     def items(self):
         """(id, record) of all tracks, by id."""
-        found = []
-        for segment in self.records.segments:
-            found.extend((idOf(key), record)
-                         for key, record in segment.items())
-        found.sort(key=lambda item: item[0])
-        return found
+        return self.records.items()

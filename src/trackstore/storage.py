@@ -317,16 +317,10 @@ class TrackingStorage(Persistent):
 
     # saving
 
-    @property
-    def _entryNames(self):
-        """The indexes with entries of their own: the user index is the
-        record map itself."""
-        return tuple(name for name in self.indexNames if name != USER_INDEX)
-
     def _entries(self, trackId, track):
         packed = keys.pack_id(trackId)
         entries = {}
-        for name in self._entryNames:
+        for name in self.indexNames:
             value = track.indexValue(name)
             if name == 'timeStamp':
                 value = float(value)
@@ -368,8 +362,8 @@ class TrackingStorage(Persistent):
         # repeat across rows and need not be encoded again.
         seen = {}
         items = []
-        locations = {}
-        entries = {name: [] for name in self._entryNames}
+        entries = {name: [] for name in self.indexNames}
+        addUser = entries[USER_INDEX].append
         addTask = entries['taskId'].append
         addRun = entries['runId'].append
         addTime = entries['timeStamp'].append
@@ -399,9 +393,9 @@ class TrackingStorage(Persistent):
                 else encode(userName)
             # The record is pickled at once, so the caller's dict is not
             # aliased and needs no copy.
-            addItem((encUser + packed, dump_record(
+            addItem((trackId, dump_record(
                 taskId, run.id, userName, timeStamp, data)))
-            locations[trackId] = encUser
+            addUser(encUser + packed)
             addTask(encTask + packed)
             addRun(encRun + packed)
             addTime(encodeTime(float(timeStamp)) + packed)
@@ -414,24 +408,24 @@ class TrackingStorage(Persistent):
             addResult('%07i' % trackId)
         for run, _, _, end in seen.values():
             self._touchRun(run, end)
-        partition.store(items, locations)
+        partition.store(items)
         partition.addEntries(entries)
         partition.addPairs(pairs)
         return result
 
     def _stored(self, track):
-        """(id, partition, record key, stored track) of a track or id."""
+        """(id, partition, stored track) of a track or id."""
         trackId = int(getattr(track, '__name__', track))
         partition = self._partitionOf(trackId)
         if partition is not None:
-            key, record = partition.record(trackId)
+            record = partition.record(trackId)
             if record is not None:
                 stored = self.trackFactory.fromRecord(trackId, record)
-                return trackId, partition, key, stored
+                return trackId, partition, stored
         raise KeyError(formatId(trackId))
 
     def _replace(self, track, data, overwrite, timeStamp=None):
-        trackId, partition, key, stored = self._stored(track)
+        trackId, partition, stored = self._stored(track)
         new = dict(data) if overwrite else {**stored.data, **data}
         record = dump_record(
             stored.taskId, stored.runId, stored.userName,
@@ -442,18 +436,18 @@ class TrackingStorage(Persistent):
         changed = [name for name in old if old[name] != fresh[name]]
         partition.removeEntries({name: [old[name]] for name in changed})
         partition.addEntries({name: [fresh[name]] for name in changed})
-        partition.replace(key, record)
+        partition.replace(trackId, record)
         return updated
 
     def updateTrack(self, track, data, overwrite=False):
         return self._replace(track, data, overwrite)
 
     def removeTrack(self, track):
-        trackId, partition, key, stored = self._stored(track)
+        trackId, partition, stored = self._stored(track)
         partition.removeEntries(
             {name: [entry]
              for name, entry in self._entries(trackId, stored).items()})
-        partition.delete(trackId, key)
+        partition.delete(trackId)
         if not self._userHasTracks(stored.taskId, stored.userName):
             pair = keys.encode(stored.taskId) + keys.encode(stored.userName)
             for p in self.partitions.values():
@@ -465,7 +459,9 @@ class TrackingStorage(Persistent):
         prefix = keys.encode(userName)
         wanted = keys.encode(taskId)
         for partition in self.partitions.values():
-            for record in partition.iterRecords(prefix, keys.after(prefix)):
+            for trackId in partition.iterIds(USER_INDEX, prefix,
+                                             keys.after(prefix)):
+                record = partition.record(trackId)
                 if keys.encode(load_record(record)[0]) == wanted:
                     return True
         return False
@@ -486,17 +482,16 @@ class TrackingStorage(Persistent):
              for name, key in self._entries(trackId, track).items()})
 
     def reindexTracks(self):
-        """Rebuild the indexes (all but the user index, which holds the
-        records themselves) from the stored tracks."""
+        """Rebuild the indexes from the stored tracks."""
         for partition in self.partitions.values():
-            for name in self._entryNames:
+            for name in self.indexNames:
                 if name not in partition.indexes:
                     partition.indexes[name] = Segmented()
                     partition._p_changed = True
             for index in list(partition.indexes.values()) + [
                     partition.pairs]:
                 index.clear()
-            entries = {name: [] for name in self._entryNames}
+            entries = {name: [] for name in self.indexNames}
             pairs = set()
             for trackId, record in partition.items():
                 track = self.trackFactory.fromRecord(trackId, record)
@@ -513,7 +508,7 @@ class TrackingStorage(Persistent):
         partition = self._partitionOf(trackId)
         if partition is None:
             return None
-        record = partition.record(trackId)[1]
+        record = partition.record(trackId)
         if record is None:
             return None
         return self.trackFactory.fromRecord(trackId, record)
@@ -579,20 +574,12 @@ class TrackingStorage(Persistent):
         partitions = list(self.partitions.values())
         driver = self._smallest(criteria, partitions)
         others = [c for c in criteria if c is not driver]
-        fromRecord = self.trackFactory.fromRecord
         found = {}
-        if driver.name == USER_INDEX:
-            # The user index holds the records: no second lookup.
-            for partition in partitions:
-                for low, high in driver.ranges():
-                    for trackId, record in partition.recordsIn(low, high):
-                        found[trackId] = fromRecord(trackId, record)
-        else:
-            load = self._load
-            for trackId in set(driver.ids(partitions)):
-                track = load(trackId)
-                if track is not None:
-                    found[trackId] = track
+        load = self._load
+        for trackId in set(driver.ids(partitions)):
+            track = load(trackId)
+            if track is not None:
+                found[trackId] = track
         result = [((float(track.timeStamp), trackId), track)
                   for trackId, track in found.items()
                   if all(c.test(track.indexValue(c.name)) for c in others)]

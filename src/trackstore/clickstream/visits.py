@@ -194,6 +194,9 @@ class VisitStore:
 
     def visits(self, client):
         """The stored visit tracks of ``client``."""
+        if client in self._pending_clients:
+            # Merged before in this commit: its new visits must be read.
+            self.flush()
         records = self._records()
         return [self.dao._track(records, sid)
                 for sid in records.clients.get(client, ())]
@@ -219,9 +222,6 @@ class VisitStore:
 
     def merge(self, client, hits, identities, drop=None):
         """Add ``hits`` (of ``client``) to its stored visits."""
-        if client in self._pending_clients:
-            # Merged before in this commit: its new visits must be read.
-            self.flush()
         records = self._records()
         open_visits = []
         frozen = []
