@@ -76,7 +76,7 @@ class Base(unittest.TestCase):
             COMMAND + ['ingest', source or self.hits, '--db', uri,
                        '--json'] + list(args),
             env=dict(ENV, **(env or {})), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE)
+            stderr=subprocess.PIPE, cwd=self.dir)
 
     def finish(self, process, timeout=600):
         out, err = process.communicate(timeout=timeout)
