@@ -38,10 +38,13 @@ def _plain_malloc():
     if os.environ.get('PYTHONMALLOC') or os.name != 'posix':
         return
     env = dict(os.environ, PYTHONMALLOC='malloc')
+    # A script made by buildout sets its paths in the script itself, not
+    # in the interpreter: hand them on, or the new process finds nothing.
+    env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable,
-              [sys.executable, '-m', 'trackstore.cli'] + sys.argv[1:], env)
+              [sys.executable, '-m', 'trackstore'] + sys.argv[1:], env)
 
 
 def _timeout(value):
@@ -172,7 +175,7 @@ def ingest_command(source, uri, timeout, batch_size, rejects, as_json,
 @click.option('-o', '--output', default='-', show_default=True,
               help="file to write ('-': standard output; .gz: gzip)")
 def generate_command(customers, days, seed, output):
-    """Write a realistic hit stream in seed 002's format."""
+    """Write a realistic stream of JSON hits (JSON Lines)."""
     from trackstore.sessions.generate import generate
     if output == '-':
         count = generate(customers, days, seed, sys.stdout.buffer)

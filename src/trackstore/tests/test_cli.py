@@ -3,14 +3,15 @@ import gzip
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
 import orjson
 
+from trackstore.tests import TRACKSTORE
+from trackstore.tests import python_env
 
-TRACKSTORE = os.path.join(os.path.dirname(sys.executable), 'trackstore')
+
 
 
 class CLI(unittest.TestCase):
@@ -23,8 +24,8 @@ class CLI(unittest.TestCase):
 
     def run_cli(self, *args, ok=True, **kw):
         proc = subprocess.run(
-            [TRACKSTORE] + list(args), cwd=self.dir, capture_output=True,
-            text=True, timeout=600, **kw)
+            TRACKSTORE + list(args), cwd=self.dir, capture_output=True,
+            text=True, timeout=600, env=python_env(), **kw)
         if ok:
             self.assertEqual(proc.returncode, 0, proc.stderr)
         return proc

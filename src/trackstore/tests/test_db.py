@@ -26,6 +26,7 @@ from trackstore.db import get_storage
 from trackstore.db import open_db
 from trackstore.db import safe_uri
 from trackstore.db import transact
+from trackstore.tests import python_env
 from trackstore.tests.layers import ZEOServer
 from trackstore.tests.layers import free_port
 from trackstore.tests.layers import pg_database_for
@@ -301,7 +302,8 @@ class ConcurrentFirstOpenTests(TempDirTestCase):
     def open_at_once(self, uri, processes=4):
         procs = [subprocess.Popen(
             [sys.executable, '-c', OPEN_AND_SAVE, uri, 'user%d' % i],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=python_env())
             for i in range(processes)]
         outputs = [p.communicate(timeout=300) for p in procs]
         for proc, (out, err) in zip(procs, outputs):

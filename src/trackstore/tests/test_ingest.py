@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
@@ -29,9 +28,10 @@ from trackstore.ingest import ingest
 from trackstore.ingest import ingest_state
 from trackstore.metrics import compute
 from trackstore.sessions.generate import generate
+from trackstore.tests import TRACKSTORE
+from trackstore.tests import python_env
 
 
-TRACKSTORE = os.path.join(os.path.dirname(sys.executable), 'trackstore')
 CLICKSTREAM = 'trackstore.clickstream'
 
 
@@ -165,9 +165,10 @@ class InputForms(Base):
         for name in ('hits.jsonl', 'hits.json.gz'):
             with open(self.path(name), 'rb') as f:
                 proc = subprocess.run(
-                    [TRACKSTORE, 'ingest', '-', '--db',
-                     self.uri(name + '.fs'), '--json'],
-                    stdin=f, capture_output=True, timeout=300)
+                    TRACKSTORE + ['ingest', '-', '--db',
+                                  self.uri(name + '.fs'), '--json'],
+                    stdin=f, capture_output=True, timeout=300,
+                    env=python_env())
             self.assertEqual(proc.returncode, 0, proc.stderr)
             report = orjson.loads(proc.stdout)
             self.assertEqual(report['source'], '-')
@@ -337,10 +338,9 @@ class Kill(Base):
         path = self.generated(customers=400, days=6)
         clean_db = self.db('clean.fs')
         clean = ingest(path, clean_db, batch_size=500)
-        env = dict(os.environ)
-        env[SLOW_COMMIT_ENV] = '0.2'
-        cmd = [TRACKSTORE, 'ingest', path, '--db', self.uri(),
-               '--batch-size', '500']
+        env = python_env(**{SLOW_COMMIT_ENV: '0.2'})
+        cmd = TRACKSTORE + ['ingest', path, '--db', self.uri(),
+                            '--batch-size', '500']
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         # Wait for a few commits (the file grows with each), then kill.
@@ -370,7 +370,7 @@ class Kill(Base):
         self.assertLess(taken, clean.stored)
         # Run again: the rest goes in.
         proc = subprocess.run(cmd + ['--json'], capture_output=True,
-                              timeout=600)
+                              timeout=600, env=python_env())
         self.assertEqual(proc.returncode, 0, proc.stderr)
         report = orjson.loads(proc.stdout)
         self.assertEqual(report['duplicates'], taken)
