@@ -1,14 +1,14 @@
 """Ingest benchmark: raw hits in, side by side with the alternatives.
 
-On the same generated hit file (seed 002's format, JSON Lines), each of
+On the same generated hit file (JSON hits, JSON Lines), each of
 these runs as its own subprocess, so its peak RSS is its own:
 
 - floor: orjson parses every line into a dict, nothing else;
 - trackstore: ``trackstore ingest FILE --db file://...`` (validation,
   dedupe, streaming sessionizer, sessions and events stored, FileStorage);
-- seed way: what seed 002 did: pandas reads the hits, sorts them, marks
-  30-minute sessions with groupby/diff/cumsum, ``DataFrame.to_sql`` into
-  SQLite;
+- pandas way: what a pandas study does: pandas reads the hits, sorts
+  them, marks 30-minute sessions with groupby/diff/cumsum,
+  ``DataFrame.to_sql`` into SQLite;
 - sqlite: plain SQLite loading of the raw hits (orjson per line,
   ``executemany`` per 20,000) into a table with three indexes (customer
   id, timestamp, type).
@@ -16,7 +16,7 @@ these runs as its own subprocess, so its peak RSS is its own:
 It prints hits/s, peak RSS (the child's own, from ``wait4``), the median
 of RSS sampled every 0.1 s (the steady state, without the peaks) and
 bytes on disk per hit, with ratios to the floor, to plain SQLite and to
-the seed's way, for a small and a large file (default 1M and 4M hits),
+the pandas way, for a small and a large file (default 1M and 4M hits),
 so that memory growing with the input shows.
 
     .venv/bin/python benchmarks/ingest.py            # 1M and 4M hits
@@ -93,9 +93,10 @@ def run_sqlite(path, workdir):
 
 
 def run_seed(path, workdir):
-    # Seed 002: read the JSON into pandas, flatten the event, drop hits
-    # without a customer, sort, sessionize (a gap over 30 minutes starts
-    # a session), write to SQL (SQLite here, PostgreSQL in the seed).
+    # The pandas way: read the JSON into pandas, flatten the event, drop
+    # hits without a customer, sort, sessionize (a gap over 30 minutes
+    # starts a session), write to SQL (SQLite here; PostgreSQL works the
+    # same).
     import sqlite3
 
     import orjson
@@ -128,7 +129,7 @@ def run_seed(path, workdir):
 WORKLOADS = {
     'floor': run_floor,
     'trackstore': None,    # the console script itself, see measure()
-    'seed way': run_seed,
+    'pandas way': run_seed,
     'sqlite': run_sqlite,
 }
 
@@ -261,14 +262,14 @@ def main(argv=None):
 
 def print_table(rows):
     rate = {(r[0], r[1]): r[0] / r[2] for r in rows}
-    print('| hits | workload | hits/s | vs floor | vs sqlite | vs seed way '
+    print('| hits | workload | hits/s | vs floor | vs sqlite | vs pandas way '
           '| peak RSS MiB | median RSS MiB | disk bytes/hit |')
     print('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
     for lines, name, seconds, rss, typical, disk in rows:
         r = lines / seconds
         floor = rate.get((lines, 'floor'))
         sqlite = rate.get((lines, 'sqlite'))
-        seed = rate.get((lines, 'seed way'))
+        seed = rate.get((lines, 'pandas way'))
         print('| {:,} | {} | {:,.0f} | {} | {} | {} | {:,.0f} | {:,.0f} '
               '| {} |'.format(
                   lines, name, r,
