@@ -24,6 +24,7 @@ def _open_db(uri, create=True):
 
     from trackstore.db import TrackstoreDBError
     from trackstore.db import open_db
+
     # ZEO and RelStorage log a failed connection themselves (with a
     # traceback, through logging's last-resort handler); our message
     # says it once, so keep them quiet while we open.

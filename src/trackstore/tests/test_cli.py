@@ -12,8 +12,6 @@ from trackstore.tests import TRACKSTORE
 from trackstore.tests import python_env
 
 
-
-
 class CLI(unittest.TestCase):
 
     def setUp(self):

@@ -17,8 +17,7 @@ from zope.security.management import endInteraction
 from zope.security.management import newInteraction
 from zope.security.management import setSecurityPolicy
 from zope.security.proxy import removeSecurityProxy
-from zope.securitypolicy.principalpermission import \
-    principalPermissionManager
+from zope.securitypolicy.principalpermission import principalPermissionManager
 from zope.securitypolicy.zopepolicy import ZopeSecurityPolicy
 
 import trackstore
