@@ -10,9 +10,9 @@ as its own subprocess, so its peak RSS is its own:
   FileStorage);
 - trackstore, second load: a second file of other hits (another seed)
   loaded on top of the first, into the same database;
-- seed way: what seed 002 did: pandas reads the hits, sorts them, marks
-  30-minute sessions with groupby/diff/cumsum, ``DataFrame.to_sql`` into
-  SQLite;
+- pandas way: what the study trackstore grew from did: pandas reads the
+  hits, sorts them, marks 30-minute sessions with groupby/diff/cumsum,
+  ``DataFrame.to_sql`` into SQLite;
 - sqlite: plain SQLite loading of the raw hits (orjson per line,
   ``executemany`` per 20,000) into a table with three indexes (customer
   id, timestamp, type).
@@ -21,7 +21,7 @@ It prints hits/s, peak RSS (the child's own, from ``wait4``), the median
 of RSS sampled every 0.1 s (the steady state, without the peaks), bytes
 on disk per hit and, for trackstore, the median and largest commit
 (bytes of data records per transaction), with ratios to the floor, to
-plain SQLite and to the seed's way, for a small and a large file
+plain SQLite and to the pandas way, for a small and a large file
 (default 1M and 4M hits), so that memory growing with the input shows.
 
     .venv/bin/python benchmarks/ingest.py            # 1M and 4M hits
@@ -98,9 +98,10 @@ def run_sqlite(path, workdir):
 
 
 def run_seed(path, workdir):
-    # Seed 002: read the JSON into pandas, flatten the event, drop hits
-    # without a customer, sort, sessionize (a gap over 30 minutes starts
-    # a session), write to SQL (SQLite here, PostgreSQL in the seed).
+    # The pandas way: read the JSON into pandas, flatten the event, drop
+    # hits without a customer, sort, sessionize (a gap over 30 minutes
+    # starts a session), write to SQL (SQLite here; PostgreSQL works the
+    # same).
     import sqlite3
 
     import orjson
@@ -133,7 +134,7 @@ def run_seed(path, workdir):
 WORKLOADS = {
     'floor': run_floor,
     'trackstore': None,    # the console script itself, see measure()
-    'seed way': run_seed,
+    'pandas way': run_seed,
     'sqlite': run_sqlite,
 }
 
@@ -313,7 +314,7 @@ def run_one(name, order, path, lines, workdir, keep=None):
 def print_table(rows):
     rate = {(r[0], r[1], r[2]): r[0] / r[3] for r in rows}
     print('| hits | input | workload | hits/s | vs floor | vs sqlite '
-          '| vs seed way | peak RSS MiB | median RSS MiB | disk bytes/hit '
+          '| vs pandas way | peak RSS MiB | median RSS MiB | disk bytes/hit '
           '| commit MB median / max |')
     print('| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: '
           '| ---: | ---: |')
@@ -322,7 +323,7 @@ def print_table(rows):
         same = order if order in ('sorted', 'shuffled') else 'sorted'
         floor = rate.get((lines, same, 'floor'))
         sqlite = rate.get((lines, same, 'sqlite'))
-        seed = rate.get((lines, same, 'seed way'))
+        seed = rate.get((lines, same, 'pandas way'))
         print('| {:,} | {} | {} | {:,.0f} | {} | {} | {} | {:,.0f} '
               '| {:,.0f} | {} | {} |'.format(
                   lines, order, name, r,

@@ -11,17 +11,34 @@ import click
 import orjson
 
 
-DB_HELP = ('database URI: file:///path/Data.fs, memory://, zeo://host:port '
-           'or postgresql://user@host/db (default: ./var/trackstore.fs)')
+DB_HELP = ('the database: a file path (./Data.fs), file:///path/Data.fs, '
+           'zeo://host:port, postgresql://user@host/db or memory:// '
+           '(default: ./var/trackstore.fs)')
 
 
-def _open_db(uri):
+def _open_db(uri, create=True):
+    """Open the database of ``--db``; ``create=False`` for commands that
+    only read. Any failure is one line that names the option, and exit
+    status 1."""
+    import logging
+
     from trackstore.db import TrackstoreDBError
     from trackstore.db import open_db
+
+    # ZEO and RelStorage log a failed connection themselves (with a
+    # traceback, through logging's last-resort handler); our message
+    # says it once, so keep them quiet while we open.
+    loggers = [logging.getLogger(name) for name in ('ZEO', 'relstorage')]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
-        return open_db(uri)
+        return open_db(uri, create=create)
     except TrackstoreDBError as e:
-        raise click.ClickException(str(e))
+        raise click.ClickException('--db: %s' % (e,))
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _plain_malloc():
@@ -38,10 +55,13 @@ def _plain_malloc():
     if os.environ.get('PYTHONMALLOC') or os.name != 'posix':
         return
     env = dict(os.environ, PYTHONMALLOC='malloc')
+    # A script made by buildout sets its paths in the script itself, not
+    # in the interpreter: hand them on, or the new process finds nothing.
+    env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable,
-              [sys.executable, '-m', 'trackstore.cli'] + sys.argv[1:], env)
+              [sys.executable, '-m', 'trackstore'] + sys.argv[1:], env)
 
 
 def _timeout(value):
@@ -49,9 +69,10 @@ def _timeout(value):
     try:
         seconds = parse_duration(value)
     except ValueError as e:
-        raise click.BadParameter(str(e))
+        raise click.BadParameter(str(e), param_hint="'--timeout'")
     if seconds <= 0:
-        raise click.BadParameter('the timeout must be positive')
+        raise click.BadParameter('the timeout must be positive',
+                                 param_hint="'--timeout'")
     return seconds
 
 
@@ -217,7 +238,7 @@ def ingest_command(source, uri, timeout, batch_size, rejects, memory,
 @click.option('-o', '--output', default='-', show_default=True,
               help="file to write ('-': standard output; .gz: gzip)")
 def generate_command(customers, days, seed, output):
-    """Write a realistic hit stream in seed 002's format."""
+    """Write a realistic stream of JSON hits (JSON Lines)."""
     from trackstore.sessions.generate import generate
     if output == '-':
         count = generate(customers, days, seed, sys.stdout.buffer)
@@ -236,14 +257,20 @@ def generate_command(customers, days, seed, output):
 
 
 def read_metrics(uri, include_anonymous=False):
-    """The order metrics of the database at ``uri``."""
+    """The order metrics of the database at ``uri``, which must exist
+    (a read creates nothing)."""
+    from trackstore.db import TrackstoreDBError
     from trackstore.db import get_storage
     from trackstore.metrics import compute
-    db = _open_db(uri)
+    db = _open_db(uri, create=False)
     try:
         conn = db.open()
         try:
-            return compute(get_storage(conn), include_anonymous)
+            try:
+                storage = get_storage(conn, create=False)
+            except TrackstoreDBError as e:
+                raise click.ClickException('--db: %s' % (e,))
+            return compute(storage, include_anonymous)
         finally:
             conn.close()
     finally:

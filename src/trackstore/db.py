@@ -7,15 +7,23 @@ opens its database with ``open_db``, finds the tracking storage with
 same code runs on all storages:
 
 - no URI: a FileStorage at ``./var/trackstore.fs`` (``./var/`` is made);
-- ``file:///path/to/Data.fs``: a FileStorage (one process at a time);
+- a plain path (``Data.fs``, ``./var/Data.fs``, ``/srv/Data.fs``) or
+  ``file:///path/to/Data.fs``: a FileStorage (one process at a time);
 - ``memory://``: a MappingStorage, gone when the process ends;
 - ``zeo://host:port``: a ZEO server, shared by several processes;
-- ``postgresql://user@host:port/dbname``: RelStorage on PostgreSQL,
-  history-free unless the URI says ``?keep_history=true``.
+- ``postgresql://user@host/dbname``: RelStorage on PostgreSQL,
+  history-free unless the URI says ``?keep_history=true``. The port is
+  optional (5432) and the URI is libpq's own: ``user:password@``,
+  ``host:port``, several hosts, ``?sslmode=require`` and the other
+  libpq parameters work as in ``psql``; RelStorage's options
+  (``keep_history``, ``cache_local_mb``, ...) and zodburi's
+  (``connection_cache_size``, ...) may be mixed into the query.
 
 A URI that is wrong or whose server cannot be reached raises
 ``TrackstoreDBError`` at once, with a message that names the URI (without
-its password) and what is wrong.
+its password) and what is wrong. ``open_db(uri, create=False)`` is for
+commands that only read: it raises ``NoDatabase`` (creating nothing)
+where no database was ever written.
 """
 import os
 import random
@@ -60,6 +68,11 @@ class TrackstoreDBError(Exception):
             'cannot open database %s: %s' % (safe_uri(uri), problem))
 
 
+class NoDatabase(TrackstoreDBError):
+    """There is no database (or no trackstore data) where a URI points,
+    and the caller asked not to create one."""
+
+
 def safe_uri(uri):
     """The URI with its password (if any) replaced by ``***``."""
     if uri is None:
@@ -84,19 +97,43 @@ def scheme_of(uri):
     return uri.split('://', 1)[0].lower()
 
 
-def open_db(uri=None, **kw):
+def as_uri(uri):
+    """The URI a user's database argument means.
+
+    None and '' mean the default FileStorage; a plain path (anything
+    without ``scheme://``) is a FileStorage file, relative to the
+    current directory. Everything else is returned as it is.
+    """
+    if uri is None or uri == '':
+        return default_uri()
+    if not isinstance(uri, str):
+        raise TrackstoreDBError(repr(uri), 'a database URI must be a string')
+    if '://' not in uri:
+        return 'file://' + os.path.abspath(os.path.expanduser(uri))
+    return uri
+
+
+def open_db(uri=None, create=True, **kw):
     """Open the ZODB database that ``uri`` names and return a ``ZODB.DB``.
 
     Keyword arguments go to ``ZODB.DB`` (``cache_size``, ``pool_size``,
     ...); connection parameters in the URI's query (zodburi's
     ``connection_cache_size`` etc.) come next, and ``cache_size``
     defaults to ``DEFAULT_CACHE_SIZE``.
+
+    With ``create=False`` (for commands that only read) a database that
+    was never written raises ``NoDatabase`` and nothing is created: no
+    file, no directory, no tables, no root object.
     """
     for attempt in range(DEFAULT_ATTEMPTS):
-        uri, storage, dbkw = _open_storage(uri)
+        uri, storage, dbkw = _open_storage(uri, create)
         dbkw.update(kw)
+        if not create and storage.lastTransaction() == ZODB.utils.z64:
+            storage.close()
+            raise NoDatabase(uri, 'the database is empty (nothing was '
+                             'ever stored in it)')
         try:
-            return ZODB.DB(storage, **dbkw)
+            db = ZODB.DB(storage, **dbkw)
         except Exception as e:
             storage.close()
             # Processes that open a new database at once all try to
@@ -105,6 +142,9 @@ def open_db(uri=None, **kw):
                 _pause(attempt)
                 continue
             raise TrackstoreDBError(uri, _explain(scheme_of(uri), e)) from e
+        # get_storage names the URI when the storage is missing.
+        db.trackstore_uri = uri
+        return db
 
 
 def open_storage(uri=None):
@@ -112,30 +152,31 @@ def open_storage(uri=None):
     return _open_storage(uri)[1]
 
 
-def _open_storage(uri):
-    if uri is None or uri == '':
+def _open_storage(uri, create=True):
+    if (uri is None or uri == '') and create:
         os.makedirs(os.path.dirname(DEFAULT_PATH), exist_ok=True)
-        uri = default_uri()
-    if not isinstance(uri, str):
-        raise TrackstoreDBError(repr(uri), 'a database URI must be a string')
+    uri = as_uri(uri)
     scheme = scheme_of(uri)
     if scheme not in SCHEMES:
         raise TrackstoreDBError(
-            uri, 'unknown scheme %r; use one of file://, memory://, '
-            'zeo://host:port or postgresql://user@host:port/dbname'
+            uri, 'unknown scheme %r; use a file path, file://, memory://, '
+            'zeo://host:port or postgresql://user@host/dbname'
             % (scheme or uri))
+    if scheme == 'memory' and not create:
+        raise NoDatabase(uri, 'a memory:// database is new, hence empty')
     if scheme in ('postgresql', 'postgres'):
-        uri_for_zodburi = _relstorage_uri(uri)
-    elif scheme == 'zeo':
-        uri_for_zodburi = _zeo_uri(uri)
+        factory, dbkw = _relstorage_factory(uri, create)
     else:
-        uri_for_zodburi = uri
-    if scheme == 'file':
-        _check_file_uri(uri)
-    try:
-        factory, dbkw = zodburi.resolve_uri(uri_for_zodburi)
-    except (KeyError, ValueError, TypeError) as e:
-        raise TrackstoreDBError(uri, 'bad URI: %s' % (e,)) from e
+        if scheme == 'zeo':
+            uri_for_zodburi = _zeo_uri(uri)
+        else:
+            uri_for_zodburi = uri
+        if scheme == 'file':
+            _check_file_uri(uri, create)
+        try:
+            factory, dbkw = zodburi.resolve_uri(uri_for_zodburi)
+        except (KeyError, ValueError, TypeError) as e:
+            raise TrackstoreDBError(uri, 'bad URI: %s' % (e,)) from e
     if 'connection_cache_size' not in _query(uri):
         dbkw['cache_size'] = DEFAULT_CACHE_SIZE
     if scheme == 'zeo':
@@ -144,6 +185,8 @@ def _open_storage(uri):
         try:
             storage = factory()
             break
+        except NoDatabase:
+            raise
         except Exception as e:
             # Processes that open a new PostgreSQL database at once all
             # try to create RelStorage's tables; the losers see them
@@ -151,6 +194,10 @@ def _open_storage(uri):
             if attempt + 1 < DEFAULT_ATTEMPTS and _schema_race(e):
                 _pause(attempt)
                 continue
+            if not create and scheme.startswith('postgres') \
+                    and _missing_table(e):
+                raise NoDatabase(uri, 'no trackstore database here '
+                                 '(RelStorage\'s tables are missing)') from e
             raise TrackstoreDBError(uri, _explain(scheme, e)) from e
     if scheme == 'zeo' and _query(uri).get('server_sync', '1') != '0':
         # A ZEO client learns of other clients' commits asynchronously.
@@ -164,6 +211,17 @@ def _open_storage(uri):
         storage.server_sync = True
         storage.sync = storage.ping
     return uri, storage, dbkw
+
+
+def _missing_table(error):
+    """True when RelStorage, told not to create its tables, found none.
+    """
+    while error is not None:
+        if type(error).__name__ == 'UndefinedTable' or \
+                'Schema mismatch' in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _schema_race(error):
@@ -214,20 +272,75 @@ def _with_defaults(uri, defaults):
     return uri + sep + urllib.parse.urlencode(extra)
 
 
-def _relstorage_uri(uri):
-    # zodburi knows RelStorage's resolver as 'postgres'; the usual
-    # PostgreSQL spelling is 'postgresql'. History-free is our default:
-    # tracks are not edited, so old revisions would only grow the tables.
-    rest = uri.split('://', 1)[1]
-    parts = urllib.parse.urlsplit('postgres://' + rest)
+def _relstorage_options():
+    from relstorage.zodburi_resolver import RelStorageURIResolver as R
+    return frozenset(
+        R._bool_args + R._int_args + R._string_args + R._bytesize_args
+        + R._float_args + R._tuple_args)
+
+
+def _postgresql(uri):
+    """Split a ``postgresql://`` URI into what each party understands:
+    ``(dsn, options, dbkw)``: the libpq connection string (key=value
+    form, which RelStorage appends to), RelStorage's options (strings)
+    and zodburi's database keywords (strings)."""
+    import psycopg2.extensions
+    parts = urllib.parse.urlsplit(uri)
     if not parts.path.strip('/'):
         raise TrackstoreDBError(
-            uri, 'no database name; use postgresql://user@host:port/dbname')
-    return _with_defaults('postgres://' + rest, {
-        'keep_history': 'false',
-        'connect_timeout': str(CONNECT_TIMEOUT),
-        'driver': 'psycopg2',
-    })
+            uri, 'no database name; use postgresql://user@host/dbname')
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    relstorage_names = _relstorage_options()
+    dbkw, options, libpq = {}, {}, []
+    for key, value in query:
+        if key in zodburi.PARAMETERS:
+            dbkw[key] = value
+        elif key in relstorage_names:
+            options[key] = value
+        else:
+            libpq.append((key, value))
+    # History-free is our default: tracks are not edited, so old
+    # revisions would only grow the tables.
+    options.setdefault('keep_history', 'false')
+    options.setdefault('driver', 'psycopg2')
+    # libpq waits for a host that does not answer as long as the TCP
+    # stack does (minutes); wait a few seconds, then fail.
+    if 'connect_timeout' not in dict(libpq):
+        libpq.append(('connect_timeout', str(CONNECT_TIMEOUT)))
+    # libpq parses its own URI (percent-escapes, several hosts, the
+    # default port); RelStorage wants key=value, so convert.
+    # (Not urlunsplit: it drops the '//' of 'postgresql:///db', libpq's
+    # spelling of "the local socket".)
+    libpq_uri = 'postgresql://%s%s?%s' % (
+        parts.netloc, parts.path, urllib.parse.urlencode(libpq))
+    try:
+        params = psycopg2.extensions.parse_dsn(libpq_uri)
+    except psycopg2.Error as e:
+        raise TrackstoreDBError(uri, 'bad URI: %s' % (
+            str(e).strip(),)) from e
+    return psycopg2.extensions.make_dsn(**params), options, dbkw
+
+
+def _relstorage_factory(uri, create=True):
+    from relstorage.options import Options
+    from relstorage.storage import RelStorage
+    from relstorage.zodburi_resolver import RelStorageURIResolver
+    dsn, options, dbkw = _postgresql(uri)
+    try:
+        options, _ = RelStorageURIResolver(None).interpret_kwargs(options)
+        options = Options(**options)
+        dbkw = zodburi._get_dbkw(dbkw)
+    except (KeyError, ValueError, TypeError) as e:
+        raise TrackstoreDBError(uri, 'bad URI: %s' % (e,)) from e
+    # A reader must not make RelStorage's tables in a database that
+    # holds none.
+    options.create_schema = create
+
+    def factory():
+        from relstorage.adapters.postgresql import PostgreSQLAdapter
+        adapter = PostgreSQLAdapter(dsn=dsn, options=options)
+        return RelStorage(adapter=adapter, options=options)
+    return factory, dbkw
 
 
 def _zeo_uri(uri):
@@ -286,11 +399,13 @@ def _address_text(address):
     return address
 
 
-def _check_file_uri(uri):
+def _check_file_uri(uri, create=True):
     path = uri.split('file://', 1)[1].split('?', 1)[0]
     if not path:
         raise TrackstoreDBError(uri, 'no file path')
     directory = os.path.dirname(os.path.abspath(path))
+    if not create and not os.path.exists(path):
+        raise NoDatabase(uri, 'no such file: %s' % (os.path.abspath(path),))
     if not os.path.isdir(directory):
         raise TrackstoreDBError(
             uri, 'directory %s does not exist' % (directory,))
@@ -301,7 +416,8 @@ def _check_file_uri(uri):
 
 def _explain(scheme, error):
     name = type(error).__name__
-    text = str(error).strip() or name
+    # One line: libpq's messages come with a second, indented line.
+    text = ' '.join(str(error).split()) or name
     if name == 'LockError':
         return ('the file is in use by another process or open database '
                 '(%s); several processes need a ZEO server, see '
@@ -323,19 +439,26 @@ def _default_factory():
     return TrackingStorage()
 
 
-def get_storage(conn, name='trackstore', factory=None, attempts=None):
+def get_storage(conn, name='trackstore', factory=None, attempts=None,
+                create=True):
     """Return the tracking storage at ``root[name]``, creating it if needed.
 
     The creation is committed in the connection's transaction manager
     (retried on conflict: two processes may race to create it; the loser
     finds the winner's). ``factory`` makes the storage; the default is a
     ``TrackingStorage()``. An existing storage is returned without
-    committing anything.
+    committing anything. With ``create=False`` a missing storage raises
+    ``NoDatabase`` instead (for commands that only read).
     """
     tm = conn.transaction_manager
     root = conn.root()
     if name in root:
         return root[name]
+    if not create:
+        db = conn.db()
+        raise NoDatabase(
+            getattr(db, 'trackstore_uri', None) or db.storage.getName(),
+            'it holds no trackstore data (no %r in its root)' % (name,))
     factory = factory or _default_factory
     attempts = attempts or DEFAULT_ATTEMPTS
     for attempt in range(attempts):

@@ -192,7 +192,7 @@ class IClickstreamDao(Interface):
         """
 
     def push_events(events):
-        """Store ``SessionEvent``s; return the ones that were new.
+        """Store ``SessionEvent`` objects; return the ones that were new.
 
         An event whose ``(session_id, event_id)`` is stored already (or
         came earlier in the same call) is skipped. When any event names an

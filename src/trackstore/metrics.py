@@ -1,4 +1,4 @@
-"""Order metrics over stored sessions (seed 002, as sessions.md defines).
+"""Order metrics over stored sessions: visits and time before an order.
 
 For every session of a customer that contains a ``placed_order`` hit:
 

@@ -1,4 +1,4 @@
-"""A realistic, deterministic hit stream in seed 002's format.
+"""A realistic, deterministic stream of JSON hits.
 
 Customers (with one or two devices) and anonymous visitors come on
 random days, for sessions of a few to a few dozen hits: searches, page

@@ -1,6 +1,7 @@
 """Raw hits: parse and validate one record, read inputs, write rejects.
 
-A hit in seed 002's format is one JSON object::
+A hit (JSON hits, as a web shop's tracker writes them) is one JSON
+object::
 
     {"id": 463469, "type": "search", "event": {"user-agent": "...",
      "ip": "200.15.173.55", "customer-id": null,

@@ -1,0 +1,24 @@
+"""The tests of trackstore, run with zope.testrunner.
+
+Tests that start Python subprocesses (the ``trackstore`` command, a ZEO
+server, worker processes) start them with ``sys.executable`` and
+``python_env()``: a test runner made by buildout (``bin/test``) or by
+tox finds the package and its dependencies through its own ``sys.path``,
+not through a virtualenv's ``bin/`` directory, so a child process sees
+the same modules only when it is given that path.
+"""
+import os
+import sys
+
+
+#: The ``trackstore`` command as the test runner's Python runs it.
+TRACKSTORE = [sys.executable, '-m', 'trackstore']
+
+
+def python_env(env=None, **extra):
+    """A copy of ``env`` (default: ``os.environ``) in which a Python
+    subprocess imports from the same paths as this process, plus
+    ``extra``."""
+    env = dict(os.environ if env is None else env, **extra)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
+    return env

@@ -2,8 +2,9 @@
 
 - ``MemoryLayer``: ``memory://``, a fresh MappingStorage per test;
 - ``FileLayer``: a FileStorage file per test in a temporary directory;
-- ``ZEOLayer``: a real ZEO server (``python -m ZEO.runzeo``, the venv's
-  Python so that it can import trackstore's conflict resolution) on a
+- ``ZEOLayer``: a real ZEO server (``python -m ZEO.runzeo``, the test
+  runner's Python and paths so that it can import trackstore's conflict
+  resolution) on a
   free 127.0.0.1 port, serving a FileStorage in a temporary directory;
 - ``PGLayer``: RelStorage (history-free) in a database of its own that
   the layer creates on the PostgreSQL at 127.0.0.1:5432 (trust auth) and
@@ -27,6 +28,7 @@ import unittest
 import uuid
 
 from trackstore.db import open_db
+from trackstore.tests import python_env
 
 
 PG_ADMIN_DSN = os.environ.get(
@@ -65,7 +67,8 @@ class ZEOServer:
     def start(self, timeout=30):
         with open(self.log, 'wb') as log:
             self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT)
+                self.command, stdout=log, stderr=subprocess.STDOUT,
+                env=python_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -159,6 +159,8 @@ def run_writers(uri, name, mode, count, writers, per_commit=1, **extra):
     """Start ``writers`` worker processes, let them go at once, and return
     their results (a list of dicts), raising if one failed."""
     import subprocess
+
+    from trackstore.tests import python_env
     procs = []
     for worker in range(writers):
         args = dict(uri=uri, name=name, worker=worker, count=count,
@@ -166,7 +168,8 @@ def run_writers(uri, name, mode, count, writers, per_commit=1, **extra):
         procs.append(subprocess.Popen(
             [sys.executable, '-m', 'trackstore.tests.mpworker',
              json.dumps(args)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=python_env()))
     try:
         for proc in procs:
             line = proc.stdout.readline()

@@ -3,14 +3,13 @@ import gzip
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
 import orjson
 
-
-TRACKSTORE = os.path.join(os.path.dirname(sys.executable), 'trackstore')
+from trackstore.tests import TRACKSTORE
+from trackstore.tests import python_env
 
 
 class CLI(unittest.TestCase):
@@ -23,8 +22,8 @@ class CLI(unittest.TestCase):
 
     def run_cli(self, *args, ok=True, **kw):
         proc = subprocess.run(
-            [TRACKSTORE] + list(args), cwd=self.dir, capture_output=True,
-            text=True, timeout=600, **kw)
+            TRACKSTORE + list(args), cwd=self.dir, capture_output=True,
+            text=True, timeout=600, env=python_env(), **kw)
         if ok:
             self.assertEqual(proc.returncode, 0, proc.stderr)
         return proc
@@ -103,3 +102,63 @@ class CLI(unittest.TestCase):
         # a second demo finds everything stored already
         again = self.run_cli('demo', '--customers', '40', '--days', '3')
         self.assertRegex(again.stdout, r'hits read: 0 stored')
+
+    def test_python_m_trackstore(self):
+        out = self.run_cli('--help').stdout
+        self.assertIn('Usage: trackstore', out)
+        for command in ('generate', 'ingest', 'metrics', 'demo'):
+            self.assertIn(command, out)
+
+    def test_metrics_on_a_missing_database_creates_nothing(self):
+        for args, words in (
+                ((), ['no such file', 'var/trackstore.fs']),
+                (('--db', 'Data.fs'), ['no such file', 'Data.fs']),
+                (('--db', './var/Data.fs'), ['no such file']),
+                (('--db', 'file://' + os.path.join(self.dir, 'D.fs')),
+                 ['no such file'])):
+            bad = self.run_cli('metrics', *args, ok=False)
+            self.assertEqual(bad.returncode, 1, args)
+            lines = bad.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, bad.stderr)
+            self.assertTrue(lines[0].startswith('Error: --db: '), lines)
+            for word in words:
+                self.assertIn(word, lines[0])
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_a_plain_path_is_a_filestorage(self):
+        self.run_cli('generate', '--customers', '10', '--days', '2',
+                     '-o', 'hits.jsonl')
+        self.run_cli('ingest', 'hits.jsonl', '--db', './Data.fs')
+        self.assertTrue(os.path.exists(os.path.join(self.dir, 'Data.fs')))
+        result = orjson.loads(
+            self.run_cli('metrics', '--db', 'Data.fs', '--json').stdout)
+        self.assertIn('ordering_sessions', result)
+
+    def test_failed_connections_are_one_line(self):
+        from trackstore.tests.layers import free_port
+        port = free_port()
+        for uri, words in (
+                ('zeo://127.0.0.1:%d' % port, ['no ZEO server reachable']),
+                ('postgresql://postgres@127.0.0.1:%d/test' % port,
+                 ['PostgreSQL is not reachable', 'refused']),
+                ('postgresql://postgres:secret@127.0.0.1:%d/x' % port,
+                 ['***'])):
+            for command in (['metrics'], ['ingest', '-']):
+                bad = self.run_cli(*command, '--db', uri, ok=False,
+                                   input='')
+                self.assertEqual(bad.returncode, 1, bad.stderr)
+                self.assertEqual(bad.stdout, '')
+                lines = bad.stderr.strip().splitlines()
+                self.assertEqual(len(lines), 1, bad.stderr)
+                self.assertTrue(lines[0].startswith('Error: --db: '))
+                self.assertNotIn('secret', lines[0])
+                self.assertNotIn('Traceback', bad.stderr)
+                for word in words:
+                    self.assertIn(word, lines[0])
+
+    def test_option_at_fault_is_named(self):
+        for value in ('soon', '0s'):
+            bad = self.run_cli('ingest', '-', '--timeout', value, ok=False,
+                               input='')
+            self.assertEqual(bad.returncode, 2)
+            self.assertIn("Invalid value for '--timeout'", bad.stderr)

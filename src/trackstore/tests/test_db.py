@@ -17,15 +17,17 @@ from ZODB.MappingStorage import MappingStorage
 
 from trackstore import TrackingStorage
 from trackstore.db import DEFAULT_CACHE_SIZE
+from trackstore.db import NoDatabase
 from trackstore.db import TrackstoreDBError
 from trackstore.db import Writer
-from trackstore.db import _relstorage_uri
+from trackstore.db import _postgresql
 from trackstore.db import _zeo_uri
 from trackstore.db import copy_database
 from trackstore.db import get_storage
 from trackstore.db import open_db
 from trackstore.db import safe_uri
 from trackstore.db import transact
+from trackstore.tests import python_env
 from trackstore.tests.layers import ZEOServer
 from trackstore.tests.layers import free_port
 from trackstore.tests.layers import pg_database_for
@@ -81,15 +83,63 @@ class URITests(TempDirTestCase):
         self.assertEqual(db2.getCacheSize(), 77)
 
     def test_postgresql_is_history_free_with_a_timeout(self):
-        uri = _relstorage_uri('postgresql://u@h:5432/db')
-        self.assertTrue(uri.startswith('postgres://u@h:5432/db?'))
-        self.assertIn('keep_history=false', uri)
-        self.assertIn('connect_timeout=', uri)
-        self.assertIn('driver=psycopg2', uri)
+        dsn, options, dbkw = _postgresql('postgresql://u@h:5432/db')
+        self.assertEqual(
+            dsn, 'user=u connect_timeout=5 dbname=db host=h port=5432')
+        self.assertEqual(options,
+                         {'keep_history': 'false', 'driver': 'psycopg2'})
+        self.assertEqual(dbkw, {})
         # What the user says wins.
-        uri = _relstorage_uri('postgresql://u@h/db?keep_history=true')
-        self.assertIn('keep_history=true', uri)
-        self.assertNotIn('keep_history=false', uri)
+        dsn, options, _ = _postgresql(
+            'postgresql://u@h/db?keep_history=true&connect_timeout=9')
+        self.assertEqual(options['keep_history'], 'true')
+        self.assertIn('connect_timeout=9', dsn)
+        self.assertNotIn('connect_timeout=5', dsn)
+
+    def test_postgresql_uri_as_libpq_reads_it(self):
+        # No port (libpq's default), a password with an escaped '@',
+        # libpq parameters, RelStorage's and zodburi's options mixed in.
+        dsn, options, dbkw = _postgresql(
+            'postgres://ann:p%40ss@db.example.com/tracks?sslmode=require'
+            '&application_name=loader&cache_local_mb=50'
+            '&connection_cache_size=777')
+        self.assertEqual(
+            sorted(dsn.split()),
+            ["application_name=loader", "connect_timeout=5",
+             "dbname=tracks", "host=db.example.com", "password=p@ss",
+             "sslmode=require", "user=ann"])
+        self.assertEqual(options['cache_local_mb'], '50')
+        self.assertEqual(dbkw, {'connection_cache_size': '777'})
+        # The local socket, libpq's way.
+        dsn, _, _ = _postgresql('postgresql:///tracks')
+        self.assertEqual(dsn, 'connect_timeout=5 dbname=tracks')
+
+    def test_postgresql_without_port_opens(self):
+        database = pg_database_for(self)
+        p = database.params
+        uri = 'postgresql://%s@%s/%s?connection_cache_size=1234' % (
+            p.get('user', 'postgres'), p.get('host', '127.0.0.1'),
+            database.name)
+        if p.get('port', '5432') != '5432':
+            self.skipTest('the test server is not on the default port')
+        db = open_db(uri)
+        self.addCleanup(db.close)
+        self.assertEqual(db.getCacheSize(), 1234)
+        self.assertEqual(transact(db, lambda s: s.saveUserTrack(
+            't', 0, 'u', {})), '0000001')
+
+    def test_plain_paths_are_filestorages(self):
+        old = os.getcwd()
+        os.chdir(self.tmp)
+        self.addCleanup(os.chdir, old)
+        for given, name in (('Data.fs', 'Data.fs'),
+                            ('./Other.fs', 'Other.fs'),
+                            (self.path('Abs.fs'), 'Abs.fs')):
+            db = open_db(given)
+            self.addCleanup(db.close)
+            self.assertIsInstance(db.storage, FileStorage)
+            self.assertEqual(os.path.realpath(db.storage.getName()),
+                             os.path.realpath(self.path(name)))
 
     def test_zeo_does_not_wait_forever(self):
         self.assertIn('wait_timeout=', _zeo_uri('zeo://h:1'))
@@ -131,8 +181,18 @@ class URIErrorTests(TempDirTestCase):
         self.assertFails('mongodb://127.0.0.1/x', "unknown scheme 'mongodb'")
         self.assertFails('mysql://u@h/db', "unknown scheme 'mysql'")
 
-    def test_no_scheme(self):
-        self.assertFails('var/Data.fs', 'unknown scheme')
+    def test_plain_path_in_a_missing_directory(self):
+        self.assertFails(self.path('var/Data.fs'), 'does not exist')
+
+    def test_bad_libpq_parameter(self):
+        self.assertFails('postgresql://u@h/db?colour=blue', 'bad URI',
+                         'colour')
+
+    def test_one_line(self):
+        port = free_port()
+        message = self.assertFails(
+            'postgresql://postgres@127.0.0.1:%d/test' % port)
+        self.assertNotIn('\n', message)
 
     def test_not_a_string(self):
         with self.assertRaises(TrackstoreDBError):
@@ -175,6 +235,70 @@ class URIErrorTests(TempDirTestCase):
         message = self.assertFails(
             'postgresql://postgres:hunter2@127.0.0.1:%d/test' % port)
         self.assertNotIn('hunter2', message)
+
+
+class ReadOnlyOpenTests(TempDirTestCase):
+    """``open_db(uri, create=False)``: where no database was written, it
+    says so and creates nothing."""
+
+    def assertNoDatabase(self, uri, *words):
+        with self.assertRaises(NoDatabase) as caught:
+            open_db(uri, create=False).close()
+        for word in (safe_uri(uri),) + words:
+            self.assertIn(word, str(caught.exception))
+
+    def test_file(self):
+        self.assertNoDatabase(self.path('Data.fs'), 'no such file')
+        self.assertNoDatabase(self.path('var/Data.fs'), 'no such file')
+        self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_default(self):
+        old = os.getcwd()
+        os.chdir(self.tmp)
+        self.addCleanup(os.chdir, old)
+        with self.assertRaises(NoDatabase):
+            open_db(create=False)
+        self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_memory(self):
+        self.assertNoDatabase('memory://', 'empty')
+
+    def test_existing_file_but_no_storage(self):
+        uri = self.path('Data.fs')
+        open_db(uri).close()        # a root object, no trackstore
+        db = open_db(uri, create=False)
+        self.addCleanup(db.close)
+        conn = db.open()
+        self.addCleanup(conn.close)
+        with self.assertRaises(NoDatabase) as caught:
+            get_storage(conn, create=False)
+        self.assertIn('no trackstore data', str(caught.exception))
+        self.assertEqual(list(conn.root()), [])
+        get_storage(conn)
+        self.assertIsInstance(get_storage(conn, create=False),
+                              TrackingStorage)
+
+    def test_empty_zeo_server(self):
+        server = ZEOServer(self.path('zeo.fs')).start()
+        self.addCleanup(server.stop)
+        self.assertNoDatabase(server.uri, 'empty')
+        db = open_db(server.uri)
+        self.addCleanup(db.close)
+        self.assertEqual(list(transact(db, lambda s: s.getTaskIds())), [])
+        open_db(server.uri, create=False).close()
+
+    def test_postgresql_without_tables(self):
+        database = pg_database_for(self)
+        self.assertNoDatabase(database.uri, 'tables are missing')
+        import psycopg2
+        conn = psycopg2.connect(database.uri)
+        self.addCleanup(conn.close)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_tables "
+                        "WHERE schemaname = 'public'")
+            self.assertEqual(cur.fetchone()[0], 0)
+        open_db(database.uri).close()
+        open_db(database.uri, create=False).close()
 
 
 class GetStorageTests(TempDirTestCase):
@@ -301,7 +425,8 @@ class ConcurrentFirstOpenTests(TempDirTestCase):
     def open_at_once(self, uri, processes=4):
         procs = [subprocess.Popen(
             [sys.executable, '-c', OPEN_AND_SAVE, uri, 'user%d' % i],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=python_env())
             for i in range(processes)]
         outputs = [p.communicate(timeout=300) for p in procs]
         for proc, (out, err) in zip(procs, outputs):

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
@@ -30,12 +29,8 @@ from trackstore.ingest import IngestReport
 from trackstore.ingest import ingest
 from trackstore.metrics import compute
 from trackstore.sessions.generate import generate
-
-
-# The command as the test runner's own interpreter and paths run it,
-# whatever installed them.
-TRACKSTORE = [sys.executable, '-m', 'trackstore.cli']
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+from trackstore.tests import TRACKSTORE
+from trackstore.tests import python_env
 
 
 def valid_records(path):
@@ -165,7 +160,8 @@ class InputForms(Base):
                 proc = subprocess.run(
                     TRACKSTORE + ['ingest', '-', '--db',
                                   self.uri(name + '.fs'), '--json'],
-                    stdin=f, capture_output=True, timeout=300, env=ENV)
+                    stdin=f, capture_output=True, timeout=300,
+                    env=python_env())
             self.assertEqual(proc.returncode, 0, proc.stderr)
             report = orjson.loads(proc.stdout)
             self.assertEqual(report['source'], '-')
@@ -338,9 +334,7 @@ class Kill(Base):
         path = self.generated(customers=400, days=6)
         clean_db = self.db('clean.fs')
         clean = ingest(path, clean_db, batch_size=500)
-        env = dict(os.environ)
-        env[SLOW_COMMIT_ENV] = '0.2'
-        env.update(ENV)
+        env = python_env(**{SLOW_COMMIT_ENV: '0.2'})
         cmd = TRACKSTORE + ['ingest', path, '--db', self.uri(),
                             '--batch-size', '500']
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
@@ -372,7 +366,7 @@ class Kill(Base):
         self.assertLess(taken, clean.stored)
         # Run again: the rest goes in.
         proc = subprocess.run(cmd + ['--json'], capture_output=True,
-                              timeout=600, env=ENV)
+                              timeout=600, env=python_env())
         self.assertEqual(proc.returncode, 0, proc.stderr)
         report = orjson.loads(proc.stdout)
         self.assertEqual(report['duplicates'], taken)

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
@@ -22,12 +21,10 @@ from trackstore.db import open_db
 from trackstore.ingest import SLOW_COMMIT_ENV
 from trackstore.ingest import ingest
 from trackstore.sessions.generate import generate
+from trackstore.tests import TRACKSTORE
+from trackstore.tests import python_env
 from trackstore.tests.layers import ZEOServer
 from trackstore.tests.layers import pg_database_for
-
-
-COMMAND = [sys.executable, '-m', 'trackstore.cli']
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
 
 
 def visits(uri):
@@ -73,9 +70,9 @@ class Base(unittest.TestCase):
 
     def start(self, uri, *args, env=None, source=None):
         return subprocess.Popen(
-            COMMAND + ['ingest', source or self.hits, '--db', uri,
-                       '--json'] + list(args),
-            env=dict(ENV, **(env or {})), stdout=subprocess.PIPE,
+            TRACKSTORE + ['ingest', source or self.hits, '--db', uri,
+                          '--json'] + list(args),
+            env=python_env(**(env or {})), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, cwd=self.dir)
 
     def finish(self, process, timeout=600):

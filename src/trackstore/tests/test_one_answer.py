@@ -5,7 +5,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -21,6 +20,8 @@ from trackstore.sessions import Rules
 from trackstore.sessions import make_hit
 from trackstore.sessions import sessionize
 from trackstore.storage import TrackingStorage
+from trackstore.tests import TRACKSTORE
+from trackstore.tests import python_env
 
 
 T0 = 1651104000.0   # 2022-04-28T00:00:00Z
@@ -160,10 +161,9 @@ class ShuffledFile(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp)
 
     def run_cli(self, *args):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         return subprocess.run(
-            [sys.executable, '-m', 'trackstore.cli'] + list(args),
-            check=True, capture_output=True, env=env, cwd=self.tmp).stdout
+            TRACKSTORE + list(args), check=True, capture_output=True,
+            env=python_env(), cwd=self.tmp).stdout
 
     def test_shuffled_copy(self):
         path = os.path.join(self.tmp, 'hits.jsonl')
@@ -191,12 +191,11 @@ class ShuffledFile(unittest.TestCase):
         # A live stream of the shuffled lines on standard input, with a
         # lateness far smaller than the disorder: the same sessions.
         three = 'file://' + os.path.join(self.tmp, 'three.fs')
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         subprocess.run(
-            [sys.executable, '-m', 'trackstore.cli', 'ingest', '-',
-             '--follow', '--lateness', '1m', '--batch-size', '200',
-             '--db', three], input=b''.join(lines), check=True,
-            capture_output=True, env=env, cwd=self.tmp)
+            TRACKSTORE + ['ingest', '-', '--follow', '--lateness', '1m',
+                          '--batch-size', '200', '--db', three],
+            input=b''.join(lines), check=True, capture_output=True,
+            env=python_env(), cwd=self.tmp)
         self.assertEqual(
             self.run_cli('metrics', '--json', '--db', three), metrics[0])
         self.assertEqual(self.visits(three), self.visits(one))

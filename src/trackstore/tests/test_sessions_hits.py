@@ -23,6 +23,7 @@ from trackstore.sessions import read_hits
 from trackstore.sessions import read_records
 from trackstore.sessions.hits import split_array
 from trackstore.sessions.hits import stamp_of
+from trackstore.tests import python_env
 
 
 SEARCH = (
@@ -244,7 +245,8 @@ class ReaderTests(unittest.TestCase):
         for name, data, linenos in self.forms():
             out = subprocess.run(
                 [sys.executable, '-c', code], input=data,
-                capture_output=True, check=True).stdout.decode()
+                capture_output=True, check=True,
+                env=python_env()).stdout.decode()
             self.assertEqual(
                 out.split(),
                 [str(x) for n, raw in zip(linenos, self.records)
