@@ -59,10 +59,10 @@ class ParseTests(unittest.TestCase):
 
     def test_explicit_stamp_and_flat_records(self):
         hit = parse_line(orjson.dumps({
-            'id': 'a', 'type': 'x', 'timestamp': 10,
+            'id': 'a', 'type': 'x', 'timestamp': 1651104000,
             'session-stamp': 'S1', 'client-id': 7}), 1)
         self.assertEqual((hit.id, hit.us, hit.stamp, hit.client),
-                         ('a', 10000000, 'S1', '7'))
+                         ('a', 1651104000000000, 'S1', '7'))
 
     def test_rejects_say_why(self):
         cases = [
