@@ -347,6 +347,8 @@ def stamp_of(ip, user_agent):
 
 
 DEFAULT_LIMITS = Limits()
+# For hits built as values (make_hit): any time, any size.
+NO_LIMITS = Limits(min_time=-2 ** 40, max_time=2 ** 40, max_bytes=None)
 # The text of an integer that fits 64 bits, written the one way (no sign
 # but '-', no leading zeros): such a string id is that integer.
 _INT_TEXT = re.compile(r'0|-?[1-9][0-9]{0,18}')
@@ -1197,7 +1199,7 @@ def make_hit(id, timestamp, type='page_view', customer=None,
         event[name.replace('_', '-') if name in (
             'session_stamp', 'client_id') else name] = value
     record = {'id': id, 'type': type, 'event': event}
-    hit = parse_record(record, 0, orjson.dumps(record))
+    hit = parse_record(record, 0, orjson.dumps(record), NO_LIMITS)
     if hit.__class__ is Reject:
         raise ValueError(hit.reason)
     return hit
