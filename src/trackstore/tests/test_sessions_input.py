@@ -181,19 +181,23 @@ class SizeTests(unittest.TestCase):
                       .__class__, Reject)
 
 
+# lone surrogates too: json.loads (the web route's) gives them
+TEXT = st.text(st.characters(blacklist_categories=()), max_size=30)
+
+
 class NeverRaisesTests(unittest.TestCase):
     """Bad input never crashes the parser: anything gives a Hit or a
     Reject."""
 
     json = st.recursive(
-        st.none() | st.booleans() | st.floats() | st.text()
+        st.none() | st.booleans() | st.floats() | TEXT
         | st.integers(-2 ** 80, 2 ** 80)
         | st.sampled_from(['2022-04-28T07:38:46.290271',
                            '2022-04-28T07:38:46Z', '1651131526']),
         lambda c: st.lists(c, max_size=3) | st.dictionaries(
             st.sampled_from(['id', 'type', 'event', 'timestamp', 'ip',
                              'user-agent', 'customer-id', 'session-stamp',
-                             'client-id']) | st.text(max_size=3),
+                             'client-id']) | TEXT,
             c, max_size=6),
         max_leaves=12)
 
@@ -213,7 +217,7 @@ class NeverRaisesTests(unittest.TestCase):
         self.check(parse_line(data, 3), 3)
 
     @settings(max_examples=300, deadline=None)
-    @given(st.text(max_size=100))
+    @given(st.text(st.characters(blacklist_categories=()), max_size=100))
     def test_text(self, data):
         self.check(parse_line(data, 3), 3)
 
@@ -445,3 +449,71 @@ class AccountingTests(unittest.TestCase):
         self.assertEqual(dict(writer.reasons), {
             'bad id': 1, 'timestamp outside the window': 1,
             'not a JSON object': 1, 'hit too large': 1, 'not JSON': 1})
+
+
+class CommandTests(unittest.TestCase):
+    """``trackstore ingest`` on bad input: one line, non-zero exit."""
+
+    def run_cli(self, *args, cwd):
+        import subprocess
+        import sys
+        command = os.path.join(os.path.dirname(sys.executable), 'trackstore')
+        return subprocess.run(
+            [command, 'ingest', '--db', 'memory://', '--no-progress']
+            + list(args), cwd=cwd, capture_output=True, text=True,
+            timeout=300)
+
+    def test_one_line_each(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, data in (('empty.jsonl', b''),
+                               ('bad.jsonl', b'nothing\n[1]\n')):
+                with open(os.path.join(tmp, name), 'wb') as f:
+                    f.write(data)
+            cases = [
+                (tmp, '%s: is a directory, not a file' % tmp),
+                ('nope.jsonl', 'nope.jsonl: no such file'),
+                ('empty.jsonl', 'empty.jsonl: no hits: the input is empty'),
+                ('bad.jsonl', 'bad.jsonl: no valid hit: 2 records, all '
+                 'rejected (see %s)' % os.path.join(
+                     tmp, 'bad.jsonl.rejects.jsonl')),
+            ]
+            for source, message in cases:
+                proc = self.run_cli(source, cwd=tmp)
+                self.assertEqual(proc.returncode, 1, proc.stderr)
+                self.assertEqual(proc.stderr, 'Error: %s\n' % message)
+
+    def test_jsonl_after_an_array_line_is_read(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, 'h.jsonl'), 'wb') as f:
+                f.write(b'[1]\n' + generated())
+            proc = self.run_cli('h.jsonl', '--json', cwd=tmp)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            report = orjson.loads(proc.stdout)
+            self.assertEqual(report['read'],
+                             generated().count(b'\n') + 1)
+            self.assertEqual(report['rejected'], 1)
+
+    def test_broken_input_exits_3(self):
+        import click
+
+        from trackstore.cli import _check_load
+
+        class Report:
+            read = 120
+            rejected = 1
+            rejects_path = 'r.jsonl'
+            broken = InputBroken(121, 50000, 'truncated (...)')
+
+        with self.assertRaises(click.ClickException) as c:
+            _check_load('h.jsonl.gz', Report())
+        self.assertEqual(c.exception.exit_code, 3)
+        self.assertEqual(
+            c.exception.message,
+            'h.jsonl.gz: input broken at line 121 (byte 50000): '
+            'truncated (...); the 120 records before it were read')
+        Report.read = Report.rejected = 0
+        with self.assertRaises(click.ClickException) as c:
+            _check_load('-', Report())
+        self.assertEqual(c.exception.exit_code, 1)
+        self.assertTrue(c.exception.message.startswith(
+            'standard input: input broken at line 121'))
