@@ -146,6 +146,10 @@ def _now_us():
 class Hit:
     """One valid hit.
 
+    ``id`` is an integer of 64 bits or a string; a string that is an
+    integer's usual text (``"12345"``) was made that integer, so that
+    ``12345`` and ``"12345"`` are one hit: the same ``id`` and the same
+    ``idkey`` (its text, the ``event_id``), whichever a dedupe keys on.
     ``us`` is the time in integer microseconds since the epoch (UTC),
     ``ts`` the same as float seconds. ``customer`` is the customer id as
     a string, or None for an anonymous hit. ``stamp`` is the session
@@ -1173,8 +1177,9 @@ class RejectsWriter:
         self.close()
 
 
-_KINDS = ('not JSON', 'unparsable timestamp', 'timestamp outside the window',
-          'bad id', 'hit too large', 'not a JSON object', 'type is not a string',
+_KINDS = ('not JSON', 'unparsable timestamp',
+          'timestamp outside the window', 'bad id', 'hit too large',
+          'not a JSON object', 'type is not a string',
           'event is not a JSON object')
 
 

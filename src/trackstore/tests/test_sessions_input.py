@@ -240,7 +240,7 @@ class NeverRaisesTests(unittest.TestCase):
         self.check(parse_record(record, 5, b''), 5)
 
     @settings(max_examples=200, deadline=None)
-    @given(st.binary(max_size=300), st.sampled_from(FORMATS := [
+    @given(st.binary(max_size=300), st.sampled_from([
         'auto', 'jsonl', 'array']), st.booleans())
     def test_reader(self, data, format, gz):
         if gz:
