@@ -635,6 +635,8 @@ class _Guard(io.RawIOBase):
             # gzip.BadGzipFile is an OSError
             self.error = e
             return 0
+        if data is None:        # non-blocking and nothing there yet
+            return None
         n = len(data)
         b[:n] = data
         self.offset += n
