@@ -565,60 +565,18 @@ def parse_line(line, lineno, limits=None):
 # -- inputs --------------------------------------------------------------
 
 
-class _Prefixed(io.RawIOBase):
-    """A readable stream that gives ``head`` before the rest of ``f``
-    (for sniffing streams that can neither seek nor peek)."""
-
-    def __init__(self, head, f):
-        self._head = head
-        self._f = f
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._f.read(len(b))
-        if not data:
-            return 0
-        n = len(data)
-        b[:n] = data
-        return n
-
-
-def _sniff(f, n):
-    """(first n bytes, a stream still starting at them).
-
-    Peeks when the stream can; else reads them and puts them back in
-    front (seeking back is not safe: a gzip stream over a pipe claims
-    to seek and fails)."""
-    if hasattr(f, 'peek'):
-        head = f.peek(n)
-        if len(head) >= n:
-            return head[:n], f
-    head = b''
-    while len(head) < n:
-        data = f.read(n - len(head))
-        if not data:
-            break
-        head += data
-    return head, io.BufferedReader(_Prefixed(head, f), 1 << 16)
-
-
 class _Guard(io.RawIOBase):
     """A raw stream over ``f`` that ends where reading ``f`` fails (a
     truncated or corrupt gzip, an I/O error) and keeps the error, so
-    that every byte before the break is read; it counts the bytes and
-    newlines it gives, to say where the break is."""
+    that every byte before the break is read. It counts the bytes and
+    newlines taken from ``f``, to say where a break is, and takes back
+    what was read ahead to sniff the input (``peek``)."""
 
     def __init__(self, f):
         self._f = f
         # read1 gives what is there: a live pipe is not waited on
         self._read = getattr(f, 'read1', f.read)
+        self._head = b''
         self.error = None
         self.offset = 0
         self.newlines = 0
@@ -626,22 +584,48 @@ class _Guard(io.RawIOBase):
     def readable(self):
         return True
 
-    def readinto(self, b):
+    def take(self, n):
+        """Up to ``n`` bytes of ``f`` (b'' at its end or a break)."""
         if self.error is not None:
-            return 0
+            return b''
         try:
-            data = self._read(len(b))
+            data = self._read(n)
         except (EOFError, OSError, zlib.error) as e:
             # gzip.BadGzipFile is an OSError
             self.error = e
-            return 0
+            return b''
+        if data:
+            self.offset += len(data)
+            self.newlines += data.count(b'\n')
+        return data
+
+    def readinto(self, b):
+        head = self._head
+        if head:
+            n = min(len(b), len(head))
+            b[:n] = head[:n]
+            self._head = head[n:]
+            return n
+        data = self.take(len(b))
         if data is None:        # non-blocking and nothing there yet
             return None
         n = len(data)
         b[:n] = data
-        self.offset += n
-        self.newlines += data.count(b'\n')
         return n
+
+    def peek(self, enough, limit):
+        """``(head, eof)``: the first bytes, read until ``enough(head)``
+        or ``limit`` bytes or the end, and kept to be read again."""
+        head = self._head
+        eof = False
+        while not enough(head) and len(head) < limit:
+            data = self.take(1 << 16)
+            if not data:
+                eof = True
+                break
+            head += data
+        self._head = head
+        return head, eof
 
     def broken(self):
         """An ``InputBroken`` when reading failed, else None."""
@@ -705,7 +689,21 @@ def check_source(source):
         f.close()
 
 
-_SNIFF = 1 << 16
+def _decided(head):
+    """Whether ``head`` is enough for ``sniff_format``: a first byte
+    that is not ``[``; else the first line and what follows it (one
+    more non-blank byte after a whole value, else eight more lines)."""
+    text = head.lstrip()
+    if not text:
+        return False
+    if text[:1] != b'[':
+        return True
+    lines = text.split(b'\n', 9)
+    if len(lines) < 2:
+        return False
+    if _is_json(lines[0]):
+        return bool(text[len(lines[0]) + 1:].strip())
+    return len(lines) == 10
 
 
 def sniff_format(head, complete):
@@ -765,6 +763,7 @@ class Records:
                              % (', '.join(FORMATS), format))
         self.name = _name(source)
         self._own = None
+        self._iter = None
         if _is_path(source):
             source, _ = open_source(source)
             self._own = source
@@ -779,28 +778,24 @@ class Records:
             raise
 
     def _open(self, f, format):
-        self._guards = [_Guard(f)]
-        f = io.BufferedReader(self._guards[0], 1 << 16)
-        head, f = _sniff(f, 2)
-        if head == b'\x1f\x8b':
-            self._guards.append(_Guard(gzip.GzipFile(fileobj=f, mode='rb')))
-            f = io.BufferedReader(self._guards[-1], 1 << 16)
-        n = _SNIFF
-        head, f = _sniff(f, n)
-        first = head.lstrip()[:1]
+        guard = _Guard(f)
+        self._guards = [guard]
+        head, _ = guard.peek(lambda h: len(h) >= 2, 2)
+        if head[:2] == b'\x1f\x8b':
+            guard = _Guard(gzip.GzipFile(fileobj=guard, mode='rb'))
+            self._guards.append(guard)
         if format == 'auto':
-            if (first == b'[' and len(head) == n
-                    and b'\n' not in head.lstrip()):
-                # a first line longer than the window: look further
-                n = DEFAULT_MAX_HIT_BYTES
-                head, f = _sniff(f, n)
-            format = sniff_format(head, len(head) < n)
-        elif format == 'array' and first not in (b'[', b''):
-            raise InputError(self.name, 'not a JSON array: it starts with '
-                             '%r (try --format jsonl)' % (first.decode(
-                                 'latin-1'),))
+            head, eof = guard.peek(_decided, DEFAULT_MAX_HIT_BYTES)
+            format = sniff_format(head, eof)
+        elif format == 'array':
+            head, _ = guard.peek(bytes.lstrip, DEFAULT_MAX_HIT_BYTES)
+            first = head.lstrip()[:1]
+            if first not in (b'[', b''):
+                raise InputError(
+                    self.name, 'not a JSON array: it starts with %r '
+                    '(try --format jsonl)' % (first.decode('latin-1'),))
         self.format = format
-        self._f = f
+        self._f = io.BufferedReader(guard, 1 << 16)
 
     @property
     def broken(self):
@@ -815,6 +810,12 @@ class Records:
         return None
 
     def __iter__(self):
+        # one pass: a second loop goes on where the first stopped
+        if self._iter is None:
+            self._iter = self._records()
+        return self._iter
+
+    def _records(self):
         try:
             if self.format == 'array':
                 yield from split_array(self._f)

@@ -395,6 +395,46 @@ class BrokenInputTests(unittest.TestCase):
         self.assertEqual(reader.broken.lineno, 3)
 
 
+class LivePipeTests(unittest.TestCase):
+
+    def test_a_record_is_given_before_more_input_comes(self):
+        # trackstore ingest - --follow: sniffing and reading must not
+        # wait for a buffer's worth of a live pipe
+        import threading
+        r, w = os.pipe()
+        got = []
+        with open(r, 'rb', buffering=0) as fr, open(w, 'wb', 0) as fw:
+            fw.write(hit(1) + b'\n')
+
+            def first():
+                got.append(iter(read_records(fr)))
+                got.append(next(got[0]))
+
+            t = threading.Thread(target=first)
+            t.start()
+            t.join(10)
+            self.assertEqual(got[1:], [(1, hit(1) + b'\n')])
+            fw.write(hit(2) + b'\n')
+            fw.close()
+            self.assertEqual(list(got[0]), [(2, hit(2) + b'\n')])
+
+    def test_an_array_on_a_pipe(self):
+        import threading
+        r, w = os.pipe()
+        data = b'[' + b',\n'.join(hit(i) for i in range(1, 4)) + b']\n'
+
+        def feed():
+            with open(w, 'wb', 0) as fw:
+                for i in range(0, len(data), 7):
+                    fw.write(data[i:i + 7])
+
+        t = threading.Thread(target=feed)
+        t.start()
+        with open(r, 'rb', buffering=0) as fr:
+            self.assertEqual([h.id for h in read_hits(fr)], [1, 2, 3])
+        t.join()
+
+
 class SourceTests(unittest.TestCase):
 
     def test_paths_that_cannot_be_read(self):
