@@ -382,7 +382,8 @@ def parse_record(record, lineno, raw=b'', limits=None):
             or 'session-stamp' in event or 'client-id' in event):
         return _parse_record(record, lineno, raw, limits)
     if hid.__class__ is int:
-        if hid > INT64_MAX or hid < INT64_MIN:
+        # INT64_MAX and INT64_MIN, as constants: this runs for every hit
+        if hid > 0x7fffffffffffffff or hid < -0x8000000000000000:
             return _parse_record(record, lineno, raw, limits)
     elif hid.__class__ is not str or hid[-1:] in _ID_SLOW:
         # a string that may be an integer's text, or empty

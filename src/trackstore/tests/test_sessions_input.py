@@ -557,3 +557,27 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(c.exception.exit_code, 1)
         self.assertTrue(c.exception.message.startswith(
             'standard input: input broken at line 121'))
+
+
+class LargeRecordsTests(unittest.TestCase):
+
+    def test_counted_not_shown(self):
+        import contextlib
+        import warnings
+
+        from trackstore.cli import _LargeRecords
+        err = io.StringIO()
+        shown = []
+        with contextlib.redirect_stderr(err), \
+                warnings.catch_warnings():
+            warnings.simplefilter('always')
+            warnings.showwarning = lambda *a, **kw: shown.append(a[0])
+            with _LargeRecords() as large:
+                for size in (17 << 20, 18 << 20):
+                    warnings.warn("The <class 'x'>\nobject you're saving "
+                                  "is large. (%d bytes.)\n..." % size)
+                warnings.warn('something else')
+        self.assertEqual(large.count, 2)
+        self.assertEqual([str(w) for w in shown], ['something else'])
+        self.assertEqual(err.getvalue(), "note: 2 records were larger than"
+                         " ZODB's large-record size\n")
