@@ -139,6 +139,12 @@ class InputFailed(click.ClickException):
     exit_code = 3
 
 
+class BadInput(click.ClickException):
+    """PATH cannot be read at all: nothing started (exit 2, as for
+    other bad arguments), in one line without click's usage text."""
+    exit_code = 2
+
+
 def _check_input(source):
     """A one-line error, before anything starts, for an input that
     cannot be read (missing, a directory, no permission)."""
@@ -147,7 +153,7 @@ def _check_input(source):
     try:
         check_source(source)
     except InputError as e:
-        raise click.ClickException(str(e))
+        raise BadInput(str(e))
 
 
 def _check_load(source, report):
