@@ -172,8 +172,8 @@ def _check_load(source, report):
             why = 'no hits: the input is empty'
         raise click.ClickException('%s: %s' % (name, why))
     if broken is not None:
-        raise InputFailed('%s: %s; the %d records before it were read'
-                          % (name, broken, report.read))
+        raise InputFailed('%s: %s; what came before it is loaded (%d '
+                          'records read)' % (name, broken, report.read))
 
 
 def _reader_kw(ingest, reader):

@@ -972,8 +972,8 @@ def split_array(f, chunk_size=1 << 16, max_item=1 << 24):
     whole); whether an item is valid JSON is for the parser to say. A
     broken item (say, cut off in the middle of a string) ends where the
     next well-formed item begins, so one bad record costs one reject,
-    not the rest of the array. Text after the array's end comes out as a
-    record of its own. Memory stays within a few ``max_item`` (an item
+    not the rest of the array. Text after the array's end comes out as
+    records, one a line. Memory stays within a few ``max_item`` (an item
     larger than that is cut there).
     """
     b = _Buffer(f, chunk_size)
@@ -1049,15 +1049,22 @@ def split_array(f, chunk_size=1 << 16, max_item=1 << 24):
 
 
 def _junk(b, pos):
-    """Anything but blanks after the array is a record of its own."""
-    while True:
-        pos = _BLANK.match(b.buf, pos).end()
-        if pos < len(b.buf) or not b.fill(pos):
-            break
-        pos = 0
-    if pos < len(b.buf):
-        rest = b.buf[pos:] + b.f.read(max(0, (1 << 20) - len(b.buf)))
-        yield b.line(pos), rest.rstrip()
+    """The text after the array's end, a record a line (JSON Lines
+    after an array, say): none of it goes unread or unaccounted."""
+    lineno = b.line(pos)
+    *lines, carry = b.buf[pos:].split(b'\n')
+    for line in lines:
+        if line.strip():
+            yield lineno, line.strip()
+        lineno += 1
+    for line in b.f:
+        line = carry + line
+        carry = b''
+        if line.strip():
+            yield lineno, line.strip()
+        lineno += 1
+    if carry.strip():
+        yield lineno, carry.strip()
 
 
 def _scan(buf, pos, limit):

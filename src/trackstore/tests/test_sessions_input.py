@@ -552,7 +552,8 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(
             c.exception.message,
             'h.jsonl.gz: input broken at line 121 (byte 50000): '
-            'truncated (...); the 120 records before it were read')
+            'truncated (...); what came before it is loaded (120 records '
+            'read)')
         Report.read = Report.rejected = 0
         with self.assertRaises(click.ClickException) as c:
             _check_load('-', Report())
