@@ -734,6 +734,8 @@ def sniff_format(head, complete):
     objects = 0
     for line in lines[:8]:
         line = line.strip()
+        if line[:1] == b',':
+            return 'array'      # items with their commas in front
         if line[:1] == b'{' and line[-1:] == b'}' and _is_json(line):
             objects += 1
     return 'jsonl' if objects >= 2 else 'array'

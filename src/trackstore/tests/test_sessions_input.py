@@ -283,6 +283,8 @@ class FormatTests(unittest.TestCase):
             b'  \n[' + b', '.join(items) + b']',
             b'[\n' + b',\n'.join(items) + b'\n]\n',
             b'[' + b',\n'.join(items) + b']\n',
+            b'[\n' + b'\n,\n'.join(items) + b'\n]\n',
+            b'[' + b'\n,'.join(items) + b'\n]\n',
             orjson.dumps([orjson.loads(i) for i in items],
                          option=orjson.OPT_INDENT_2),
             b'[]',
