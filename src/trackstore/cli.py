@@ -11,6 +11,8 @@ import click
 import orjson
 
 
+# generate's seeds: each has its own range of 64-bit hit ids
+MAX_SEED = 9223372035
 DB_HELP = ('the database: a file path (./Data.fs), file:///path/Data.fs, '
            'zeo://host:port, postgresql://user@host/db or memory:// '
            '(default: ./var/trackstore.fs)')
@@ -153,7 +155,8 @@ class _Bar:
 def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
                bar=None, **options):
     """Load ``source`` into the database at ``uri``; returns the report.
-    ``bar`` is a rich Console to draw a progress bar on, or None."""
+    ``bar`` is a rich Console to draw a progress bar on, or None;
+    ``options`` go to ``trackstore.ingest.ingest``."""
     from trackstore.db import DatabaseGone
     from trackstore.ingest import DEFAULT_BATCH_SIZE
     from trackstore.ingest import ingest
@@ -171,6 +174,101 @@ def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
         raise click.ClickException(str(e))
     finally:
         db.close()
+
+
+# -- ingest: what went wrong with the input, in one line -----------------
+
+
+class InputFailed(click.ClickException):
+    """The input broke off: what came before it is loaded (exit 3, so
+    scripts can tell it from an input that gave nothing, exit 1)."""
+    exit_code = 3
+
+
+class BadInput(click.ClickException):
+    """PATH cannot be read at all: nothing started (exit 2, as for
+    other bad arguments), in one line without click's usage text."""
+    exit_code = 2
+
+
+def _check_input(source):
+    """A one-line error, before anything starts, for an input that
+    cannot be read (missing, a directory, no permission)."""
+    from trackstore.sessions.hits import InputError
+    from trackstore.sessions.hits import check_source
+    try:
+        check_source(source)
+    except InputError as e:
+        raise BadInput(str(e))
+
+
+def _check_load(source, report):
+    """A one-line error for a load that found no valid hit or whose
+    input broke off (the report's ``broken``); None when it went well."""
+    name = 'standard input' if source == '-' else source
+    broken = getattr(report, 'broken', None)
+    valid = report.read - report.rejected
+    if not valid:
+        if broken is not None:
+            why = '%s; no valid hit before it' % (broken,)
+        elif report.read:
+            why = 'no valid hit: %d records, all rejected (see %s)' % (
+                report.read, report.rejects_path)
+        else:
+            why = 'no hits: the input is empty'
+        raise click.ClickException('%s: %s' % (name, why))
+    if broken is not None:
+        raise InputFailed('%s: %s; what came before it is loaded (%d '
+                          'records read)' % (name, broken, report.read))
+
+
+def _reader_options(format, min_time, max_time, max_hit_size):
+    """``run_ingest``'s ``reader`` from the command's options: only
+    what differs from the defaults."""
+    from trackstore.sessions.hits import DEFAULT_MAX_HIT_BYTES
+    from trackstore.sessions.hits import DEFAULT_MIN_TIME
+    from trackstore.sessions.hits import Limits
+    reader = {}
+    if format != 'auto':
+        reader['format'] = format
+    if min_time or max_time or max_hit_size:
+        try:
+            reader['limits'] = Limits(
+                min_time=min_time or DEFAULT_MIN_TIME,
+                max_time=max_time or None,
+                max_bytes=max_hit_size or DEFAULT_MAX_HIT_BYTES)
+        except ValueError as e:
+            raise click.BadParameter(str(e))
+    return reader
+
+
+class _LargeRecords:
+    """ZODB warns with a paragraph for every record of 16 MiB or more;
+    one line at the end says how many there were instead (hits are
+    capped by ``--max-hit-size``, so only a very long session makes
+    one). Other warnings pass through."""
+
+    def __init__(self):
+        import warnings
+        self._catching = warnings.catch_warnings(record=True)
+        self.count = 0
+
+    def __enter__(self):
+        self._caught = self._catching.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        import warnings
+        self._catching.__exit__(*exc)
+        for w in self._caught:
+            if "saving is large" in str(w.message):
+                self.count += 1
+            else:
+                warnings.showwarning(w.message, w.category, w.filename,
+                                     w.lineno)
+        if self.count:
+            click.echo('note: %d records were larger than ZODB\'s '
+                       'large-record size' % self.count, err=True)
 
 
 @main.command('ingest')
@@ -198,8 +296,18 @@ def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
               help='print the report as JSON')
 @click.option('--progress/--no-progress', default=None,
               help='progress bar (default: when stderr is a terminal)')
+@click.option('--format', 'format', default='auto', show_default=True,
+              type=click.Choice(['auto', 'jsonl', 'array']),
+              help='JSON Lines, one JSON array, or tell by the content')
+@click.option('--min-time', default=None,
+              help='reject hits before this time (default 1990-01-01)')
+@click.option('--max-time', default=None,
+              help='reject hits after this time (default: now + 1 day)')
+@click.option('--max-hit-size', type=click.IntRange(1), default=None,
+              help='reject hits longer than this many bytes (1 MiB)')
 def ingest_command(source, uri, timeout, batch_size, rejects, memory,
-                   follow, lateness, wait, as_json, progress):
+                   follow, lateness, wait, as_json, progress, format,
+                   min_time, max_time, max_hit_size):
     """Load hits (JSON Lines, a JSON array, gzip of either; '-' reads
     standard input) and store them as sessions.
 
@@ -208,22 +316,24 @@ def ingest_command(source, uri, timeout, batch_size, rejects, memory,
     database holds, so any order of lines and any split into loads end
     in the same sessions."""
     from rich.console import Console
-    if source != '-' and not os.path.exists(source):
-        raise click.BadParameter('no such file: %s' % source,
-                                 param_hint='PATH')
+    _check_input(source)
+    reader = _reader_options(format, min_time, max_time, max_hit_size)
     _plain_malloc()
     console = Console(stderr=True)
     if progress is None:
         progress = console.is_terminal
-    report = run_ingest(
-        source, uri, _timeout(timeout), batch_size, rejects,
-        bar=console if progress else None, memory=_bytes(memory),
-        follow=follow, lateness=None if lateness is None else _duration(
-            lateness, '--lateness'), wait=_duration(wait, '--wait'))
+    with _LargeRecords():
+        report = run_ingest(
+            source, uri, _timeout(timeout), batch_size, rejects,
+            bar=console if progress else None, memory=_bytes(memory),
+            follow=follow, lateness=None if lateness is None else _duration(
+                lateness, '--lateness'), wait=_duration(wait, '--wait'),
+            **reader)
     if as_json:
         click.echo(orjson.dumps(report.as_dict()).decode())
     else:
         click.echo(report.summary())
+    _check_load(source, report)
 
 
 # -- generate --------------------------------------------------------------
@@ -234,7 +344,8 @@ def ingest_command(source, uri, timeout, batch_size, rejects, memory,
               show_default=True)
 @click.option('--days', type=click.IntRange(1), default=30,
               show_default=True)
-@click.option('--seed', type=int, default=0, show_default=True)
+@click.option('--seed', type=click.IntRange(-MAX_SEED, MAX_SEED), default=0,
+              show_default=True, help='seeds give disjoint hit ids')
 @click.option('-o', '--output', default='-', show_default=True,
               help="file to write ('-': standard output; .gz: gzip)")
 def generate_command(customers, days, seed, output):

@@ -24,7 +24,6 @@ ends with exactly what one clean load stores.
 import io
 import os
 import pickle
-import stat
 import sys
 import time
 
@@ -40,6 +39,8 @@ from trackstore.sessions import Rules
 from trackstore.sessions import StreamEngine
 from trackstore.sessions import parse_line
 from trackstore.sessions import read_records
+from trackstore.sessions.hits import check_source
+from trackstore.sessions.hits import open_source
 from trackstore.sessions.sort import DEFAULT_MEMORY
 from trackstore.sessions.sort import HitSorter
 from trackstore.sessions.sort import group_of
@@ -102,6 +103,8 @@ class IngestReport:
         self.commits = 0
         self.conflicts = 0
         self.seconds = 0.0
+        self.format = None
+        self.broken = None
 
     def add(self, counts):
         for name in ('stored', 'duplicates', 'late', 'sessions',
@@ -118,6 +121,8 @@ class IngestReport:
             'late': self.late, 'sessions': self.sessions,
             'replaced': self.replaced, 'runs': self.runs,
             'commits': self.commits, 'conflicts': self.conflicts,
+            'format': self.format,
+            'broken': None if self.broken is None else str(self.broken),
             'seconds': round(self.seconds, 3)}
 
     def summary(self):
@@ -129,10 +134,11 @@ class IngestReport:
         if self.seconds > 0:
             rate = ' in %.1f s (%d hits/s)' % (
                 self.seconds, self.read / self.seconds)
+        broken = '' if self.broken is None else '; %s' % (self.broken,)
         return ('%d hits read: %d stored, %d duplicates, %s, %d late; '
-                '%d sessions written, %d replaced%s' % (
+                '%d sessions written, %d replaced%s%s' % (
                     self.read, self.stored, self.duplicates, rejected,
-                    self.late, self.sessions, self.replaced, rate))
+                    self.late, self.sessions, self.replaced, rate, broken))
 
     def __repr__(self):
         return '<IngestReport %s>' % self.summary()
@@ -183,14 +189,19 @@ class Loader:
     size, report)`` while reading and at the end (``size`` is None when
     unknown). ``lateness`` is the live stream's allowed lateness
     (seconds; ``follow`` loads only). A database server that goes away
-    is waited for ``wait`` seconds (then ``DatabaseGone``).
+    is waited for ``wait`` seconds (then ``DatabaseGone``). ``format``
+    is ``'jsonl'``, ``'array'`` or ``'auto'``; ``limits`` the hits'
+    ``trackstore.sessions.hits.Limits`` (None: the defaults).
     """
 
     def __init__(self, db, timeout=DEFAULT_TIMEOUT,
                  batch_size=DEFAULT_BATCH_SIZE, rejects=None,
                  progress=None, name='trackstore', lateness=None,
-                 memory=DEFAULT_MEMORY, wait=DEFAULT_WAIT):
+                 memory=DEFAULT_MEMORY, wait=DEFAULT_WAIT, format='auto',
+                 limits=None):
         self.db = db
+        self.format = format
+        self.limits = limits
         self.rules = Rules(timeout=timeout)
         self.lateness = lateness
         self.batch_size = batch_size
@@ -240,25 +251,23 @@ class Loader:
 
     # -- a whole input ---------------------------------------------------
 
-    def _open(self, source):
-        if source == '-':
-            return sys.stdin.buffer, None
-        raw = open(source, 'rb')
-        st = os.fstat(raw.fileno())
-        return raw, (st.st_size if stat.S_ISREG(st.st_mode) else None)
-
     def _read(self, source, report, rejects, take):
         """Parse every record of ``source``: hits go to ``take(hit)``,
-        rejects to ``rejects``; progress is told as bytes go by."""
-        raw, size = self._open(source)
+        rejects to ``rejects``; progress is told as bytes go by. An
+        input that breaks off (a truncated gzip) gives the records
+        before the break, and ``report.broken`` says where."""
+        raw, size = open_source(source)
         counter = _Counting(raw)
         stream = io.BufferedReader(counter, 1 << 20)
         progress = self.progress
+        limits = self.limits
         try:
+            records = read_records(stream, format=self.format)
+            report.format = records.format
             read = 0
-            for lineno, line in read_records(stream):
+            for lineno, line in records:
                 read += 1
-                hit = parse_line(line, lineno)
+                hit = parse_line(line, lineno, limits)
                 if hit.__class__ is Reject:
                     rejects.write(hit)
                 else:
@@ -267,6 +276,7 @@ class Loader:
                     report.read = read
                     progress(counter.count, size, report)
             report.read = read
+            report.broken = records.broken
         finally:
             if raw is not sys.stdin.buffer:
                 raw.close()
@@ -282,6 +292,9 @@ class Loader:
         rejects_path = self.rejects or default_rejects_path(
             self.db, source)
         report.rejects_path = os.path.abspath(rejects_path)
+        # An input that cannot be read fails here, before the last
+        # load's rejects are removed (InputError, one line).
+        check_source(source)
         if os.path.exists(rejects_path):
             # The rejects file tells about this load: a load started
             # again reads the whole input again and finds them all.
@@ -384,7 +397,7 @@ class _Stream:
 def ingest(source, db, timeout=DEFAULT_TIMEOUT,
            batch_size=DEFAULT_BATCH_SIZE, rejects=None, progress=None,
            memory=DEFAULT_MEMORY, follow=False, lateness=None,
-           wait=DEFAULT_WAIT):
+           wait=DEFAULT_WAIT, format='auto', limits=None):
     """Load the hits of ``source`` (a path or '-') into the storage of
     ``db`` (a ``ZODB.DB``, or a database URI: None is the default
     FileStorage under ./var/). Returns an ``IngestReport``."""
@@ -394,7 +407,8 @@ def ingest(source, db, timeout=DEFAULT_TIMEOUT,
     try:
         with Loader(db, timeout=timeout, batch_size=batch_size,
                     rejects=rejects, progress=progress, memory=memory,
-                    lateness=lateness, wait=wait) as loader:
+                    lateness=lateness, wait=wait, format=format,
+                    limits=limits) as loader:
             return loader.load(source, follow=follow)
     finally:
         if own:

@@ -8,6 +8,11 @@ user agent). Lines come roughly in time order, a few of them delayed by
 up to ten seconds (as collectors deliver them), and about one line in
 two thousand is malformed: not JSON, without a timestamp, or with one
 that does not parse. The same arguments always give the same bytes.
+
+Hit ids (and order numbers) come from the seed's own range, ``seed *
+ID_SPAN`` plus a running number, so that files generated with different
+seeds never share an id: a second file loaded on top of a first is new
+hits, not duplicates. Seed 0 keeps the ids it always had.
 """
 import datetime
 import gzip
@@ -22,6 +27,12 @@ US = 1000000
 DAY_US = 86400 * US
 MAX_DELAY_US = 10 * US
 SHOP = 'https://xcc-webshop.com/'
+# Ids per seed: a billion hits is a file of about 300 GB.
+ID_SPAN = 10 ** 9
+FIRST_ID = 400000
+FIRST_ORDER = 1000
+# Every id of every seed fits 64 bits (what the loader keeps them in).
+MAX_SEED = (2 ** 63 - 1) // ID_SPAN - 1
 
 USER_AGENTS = [
     'Mozilla/5.0 (iPhone; CPU iPhone OS 14_2 like Mac OS X) '
@@ -122,8 +133,12 @@ def generate(customers=1000, days=7, seed=0, out=None, start=START,
     ``.gz``, or a binary file object); return the number of lines.
 
     ``customers`` identified customers and twice as many anonymous
-    visitors come over ``days`` days from ``start``.
+    visitors come over ``days`` days from ``start``. Hit ids are
+    ``seed * ID_SPAN + 400001`` on: disjoint for different seeds.
     """
+    if not -MAX_SEED <= seed <= MAX_SEED:
+        raise ValueError('the seed must be within -%d .. %d (ids are 64-bit)'
+                         % (MAX_SEED, MAX_SEED))
     rng = random.Random(seed)
     customer_ids = [10000 + 7 * i + rng.randrange(7)
                     for i in range(customers)]
@@ -169,8 +184,9 @@ def generate(customers=1000, days=7, seed=0, out=None, start=START,
         return visits
 
     written = 0
-    next_id = 400000
-    next_order = 1000
+    next_id = seed * ID_SPAN + FIRST_ID
+    last_id = seed * ID_SPAN + ID_SPAN - 1
+    next_order = seed * ID_SPAN + FIRST_ORDER
     out_heap = []      # (emit time, id, line): a few lines come late
     visits = []        # (next hit time, seq, _Visit)
     seq = 0
@@ -223,6 +239,9 @@ def generate(customers=1000, days=7, seed=0, out=None, start=START,
             next_order += 1
             event['order'] = next_order
         next_id += 1
+        if next_id > last_id:
+            raise ValueError('more than %d hits for one seed' % (
+                ID_SPAN - FIRST_ID))
         record = {'id': next_id, 'type': kind, 'event': event}
         r = rand()
         if r < malformed:

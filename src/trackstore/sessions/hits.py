@@ -12,13 +12,22 @@ too). ``parse_line`` turns a line into a ``Hit`` or a ``Reject``; it
 never raises for bad input, so a load never stops on it. The per-hit
 path avoids datetime objects: the common timestamp form is cut into
 integers, and the epoch of its date is cached.
+
+What a hit may be (the window its time must fall in, its size) is a
+``Limits``; an input that cannot be read at all raises ``InputError``,
+one that breaks in the middle (a truncated gzip) ends its records and
+says where in ``Records.broken``.
 """
 import datetime
 import gzip
 import hashlib
 import io
+import os
 import re
+import stat
 import sys
+import time
+import zlib
 from collections import Counter
 from collections import namedtuple
 
@@ -27,6 +36,16 @@ import orjson
 
 US = 1000000
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+INT64_MIN = -2 ** 63
+INT64_MAX = 2 ** 63 - 1
+FORMATS = ('auto', 'jsonl', 'array')
+# Hits before this are surely a mistake (an epoch in the wrong unit, a
+# zero date); hits after now plus a day too (a clock a bit ahead is not).
+DEFAULT_MIN_TIME = '1990-01-01T00:00:00'
+DEFAULT_AHEAD = 86400
+# Real hits are a few hundred bytes; a session is one ZODB record, and
+# ZODB warns (a paragraph each time) about records of 16 MiB and more.
+DEFAULT_MAX_HIT_BYTES = 1 << 20
 
 # The event fields every hit may carry; the rest are the type's own.
 COMMON = frozenset((
@@ -42,9 +61,96 @@ why in words, ``raw`` is the record's text (bytes or str) as read.
 """
 
 
+class InputError(ValueError):
+    """An input that cannot be read at all (no such file, a directory,
+    permission denied, not the format asked for): nothing was read.
+    ``str()`` is one line for the user: ``'<where>: <reason>'``."""
+
+    def __init__(self, where, reason):
+        super().__init__(where, reason)
+        self.where = where
+        self.reason = reason
+
+    def __str__(self):
+        return '%s: %s' % (self.where, self.reason)
+
+
+class InputBroken(namedtuple('InputBroken', 'lineno offset reason')):
+    """Where and why an input broke off (a truncated or corrupt gzip, a
+    read error): ``lineno`` is the first line not read whole, ``offset``
+    the bytes read (decompressed) before the break. The records before
+    it were all given out."""
+
+    __slots__ = ()
+
+    @property
+    def where(self):
+        return 'line %d (byte %d)' % (self.lineno, self.offset)
+
+    def __str__(self):
+        return 'input broken at %s: %s' % (self.where, self.reason)
+
+
+def _time_us(value):
+    """Epoch microseconds of a window bound: ISO text, epoch seconds or
+    a datetime (naive is UTC)."""
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        delta = value - EPOCH
+        return (delta.days * 86400 + delta.seconds) * US \
+            + delta.microseconds
+    return parse_timestamp(value)
+
+
+class Limits:
+    """What a valid hit may be: its time within ``min_time`` ..
+    ``max_time`` (ISO text, epoch seconds or datetimes; ``max_time``
+    None is now plus ``ahead`` seconds, moving with the clock) and its
+    record at most ``max_bytes`` long (None: any size).
+
+    A hit outside the window is rejected, not stored: one epoch in
+    milliseconds (read as seconds: the year 54000) would otherwise move
+    the load's clock past every later hit.
+    """
+
+    __slots__ = ('min_us', 'max_us', 'max_bytes', 'ahead_us', '_fixed')
+
+    def __init__(self, min_time=DEFAULT_MIN_TIME, max_time=None,
+                 max_bytes=DEFAULT_MAX_HIT_BYTES, ahead=DEFAULT_AHEAD):
+        self.min_us = _time_us(min_time)
+        self.ahead_us = int(ahead * US)
+        self._fixed = max_time is not None
+        self.max_us = (_time_us(max_time) if self._fixed
+                       else _now_us() + self.ahead_us)
+        if self.max_us < self.min_us:
+            raise ValueError('max_time is before min_time')
+        self.max_bytes = sys.maxsize if max_bytes is None else max_bytes
+
+    def admits(self, us):
+        """Whether ``us`` is in the window (the slow check, after the
+        per-hit one failed: the clock may have moved on since)."""
+        if us > self.max_us and not self._fixed:
+            self.max_us = _now_us() + self.ahead_us
+        return self.min_us <= us <= self.max_us
+
+    def __repr__(self):
+        return 'Limits(min_time=%r, max_time=%r, max_bytes=%r)' % (
+            format_us(self.min_us), format_us(self.max_us),
+            self.max_bytes)
+
+
+def _now_us():
+    return time.time_ns() // 1000
+
+
 class Hit:
     """One valid hit.
 
+    ``id`` is an integer of 64 bits or a string; a string that is an
+    integer's usual text (``"12345"``) was made that integer, so that
+    ``12345`` and ``"12345"`` are one hit: the same ``id`` and the same
+    ``idkey`` (its text, the ``event_id``), whichever a dedupe keys on.
     ``us`` is the time in integer microseconds since the epoch (UTC),
     ``ts`` the same as float seconds. ``customer`` is the customer id as
     a string, or None for an anonymous hit. ``stamp`` is the session
@@ -177,7 +283,7 @@ def parse_timestamp(value):
         try:
             dt = datetime.datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError('unparsable timestamp %r' % (value,))
+            dt = _lenient_iso(value)
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=datetime.timezone.utc)
         delta = dt - EPOCH
@@ -187,6 +293,22 @@ def parse_timestamp(value):
         if value != value or value in (float('inf'), float('-inf')):
             raise ValueError('unparsable timestamp %r' % (value,))
         return int(round(value * US))
+    raise ValueError('unparsable timestamp %r' % (value,))
+
+
+def _lenient_iso(value):
+    """``fromisoformat`` for the ISO 8601 forms it refuses: a lowercase
+    ``z`` or ``t`` (RFC 3339 allows them)."""
+    fixed = value
+    if value[-1:] == 'z':
+        fixed = value[:-1] + 'Z'
+    if len(fixed) > 10 and fixed[10] == 't':
+        fixed = fixed[:10] + 'T' + fixed[11:]
+    if fixed != value:
+        try:
+            return datetime.datetime.fromisoformat(fixed)
+        except ValueError:
+            pass
     raise ValueError('unparsable timestamp %r' % (value,))
 
 
@@ -202,6 +324,15 @@ def format_us(us):
 _STAMPS = {}
 
 
+def _as_text(value):
+    """A value that is not a string, as stable text: its JSON, or its
+    repr where JSON has no form for it (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
+
+
 def stamp_of(ip, user_agent):
     """The session stamp of a visitor without an explicit one: a short
     hash of IP and user agent, the same in every process."""
@@ -213,8 +344,7 @@ def stamp_of(ip, user_agent):
     except TypeError:
         # not strings (a list, an object): hash their JSON text
         key = None
-        ip = orjson.dumps(ip).decode()
-        user_agent = orjson.dumps(user_agent).decode()
+        ip, user_agent = _as_text(ip), _as_text(user_agent)
     text = '%s\x00%s' % (ip, user_agent)
     value = hashlib.blake2b(
         text.encode('utf-8', 'surrogatepass'), digest_size=8).hexdigest()
@@ -229,8 +359,19 @@ def stamp_of(ip, user_agent):
 # -- one record ----------------------------------------------------------
 
 
-def parse_record(record, lineno, raw=b''):
-    """A ``Hit`` from a decoded JSON value, or a ``Reject``."""
+DEFAULT_LIMITS = Limits()
+# For hits built as values (make_hit): any time, any size.
+NO_LIMITS = Limits(min_time=-2 ** 40, max_time=2 ** 40, max_bytes=None)
+# The text of an integer that fits 64 bits, written the one way (no sign
+# but '-', no leading zeros): such a string id is that integer.
+_INT_TEXT = re.compile(r'0|-?[1-9][0-9]{0,18}')
+
+
+def parse_record(record, lineno, raw=b'', limits=None):
+    """A ``Hit`` from a decoded JSON value, or a ``Reject``; ``limits``
+    (a ``Limits``, default ``DEFAULT_LIMITS``) bounds its time."""
+    if limits is None:
+        limits = DEFAULT_LIMITS
     # The fast path: a record in the usual shape, read with subscripts
     # (no method calls); anything else takes the careful path below,
     # which gives the same hit or says what is wrong.
@@ -243,24 +384,32 @@ def parse_record(record, lineno, raw=b''):
         ip = event['ip']
         agent = event['user-agent']
     except (KeyError, TypeError):
-        return _parse_record(record, lineno, raw)
+        return _parse_record(record, lineno, raw, limits)
     if (when.__class__ is not str or len(when) != 26 or when[19] != '.'
             or when[16] != ':' or when[17] > '5'
             or htype.__class__ is not str or not htype
-            or (hid.__class__ is not int and hid.__class__ is not str)
-            or hid == ''
             or 'session-stamp' in event or 'client-id' in event):
-        return _parse_record(record, lineno, raw)
+        return _parse_record(record, lineno, raw, limits)
+    if hid.__class__ is int:
+        # INT64_MAX and INT64_MIN, as constants: this runs for every hit
+        if hid > 0x7fffffffffffffff or hid < -0x8000000000000000:
+            return _parse_record(record, lineno, raw, limits)
+    elif hid.__class__ is not str or hid[-1:] in _ID_SLOW:
+        # a string that may be an integer's text, or empty
+        return _parse_record(record, lineno, raw, limits)
     base = _MINUTE_US.get(when[:16])
     frac = when[17:19] + when[20:26]
     # isascii: int() fails on digits like '\u00b2' that isdigit takes
     if base is None or not frac.isascii() or not frac.isdigit():
-        return _parse_record(record, lineno, raw)
+        return _parse_record(record, lineno, raw, limits)
+    us = base + int(frac)
+    if us < limits.min_us or us > limits.max_us:
+        return _parse_record(record, lineno, raw, limits)
     if customer is not None:
         if customer.__class__ is int:
             customer = str(customer)
         elif customer.__class__ is not str:
-            return _parse_record(record, lineno, raw)
+            return _parse_record(record, lineno, raw, limits)
         elif not customer:
             customer = None
     try:
@@ -269,45 +418,42 @@ def parse_record(record, lineno, raw=b''):
         stamp = None
     if stamp is None:
         stamp = stamp_of(ip, agent)
-    return Hit(hid, htype, base + int(frac), customer, stamp, None, event,
-               len(raw))
+    return Hit(hid, htype, us, customer, stamp, None, event, len(raw))
 
 
-def _parse_record(record, lineno, raw):
+# The last characters of string ids the fast path leaves to the careful
+# one: digits (the text may be an integer's) and '' (an empty id).
+_ID_SLOW = frozenset('0123456789') | {''}
+
+
+def _parse_record(record, lineno, raw, limits=None):
     """``parse_record`` for every record, however unusual."""
+    if limits is None:
+        limits = DEFAULT_LIMITS
     if record.__class__ is not dict:
-        return Reject(lineno, 'not a JSON object', raw)
-    hid = record.get('id')
-    if hid is None or hid.__class__ not in (int, str) or hid == '':
-        return Reject(lineno, 'missing id', raw)
+        return Reject(lineno, 'not a JSON object (got %s)'
+                      % _kind(record), raw)
+    hid, why = check_id(record.get('id'))
+    if why is not None:
+        return Reject(lineno, why, raw)
     htype = record.get('type')
     if htype is None or htype == '':
         return Reject(lineno, 'missing type', raw)
     if htype.__class__ is not str:
-        return Reject(lineno, 'type is not a string', raw)
+        return Reject(lineno, 'type is not a string (got %s)'
+                      % _kind(htype), raw)
     event = record.get('event')
     if event is None:
         event = record
     elif event.__class__ is not dict:
-        return Reject(lineno, 'event is not a JSON object', raw)
+        return Reject(lineno, 'event is not a JSON object (got %s)'
+                      % _kind(event), raw)
     when = event.get('timestamp')
     if when is None:
         return Reject(lineno, 'missing timestamp', raw)
-    # parse_timestamp's fast path, inlined: this runs for every hit
-    us = None
-    if (when.__class__ is str and len(when) == 26 and when[19] == '.'
-            and when[16] == ':'):
-        base = _MINUTE_US.get(when[:16])
-        if base is not None and when[17] < '6':
-            frac = when[17:19] + when[20:26]
-            # isascii: int() fails on digits like '²' that isdigit takes
-            if frac.isascii() and frac.isdigit():
-                us = base + int(frac)
-    if us is None:
-        try:
-            us = parse_timestamp(when)
-        except (ValueError, OverflowError):
-            return Reject(lineno, 'unparsable timestamp %r' % (when,), raw)
+    us, why = _timestamp_us(when, limits)
+    if why is not None:
+        return Reject(lineno, why, raw)
     customer = event.get('customer-id')
     if customer is not None:
         if customer.__class__ in (int, float):
@@ -328,122 +474,441 @@ def _parse_record(record, lineno, raw):
     return Hit(hid, htype, us, customer, stamp, client, event, len(raw))
 
 
-def parse_line(line, lineno):
+def check_id(hid):
+    """``(id, None)`` for a valid hit id, else ``(None, reason)``.
+
+    Ids are integers of 64 bits or non-empty strings. A string that is
+    an integer's usual text (``"12345"``, not ``"012345"``) is that
+    integer, so ``12345`` and ``"12345"`` are one hit: the same id,
+    the same ``idkey``, one dedupe key.
+    """
+    cls = hid.__class__
+    if cls is int:
+        if INT64_MIN <= hid <= INT64_MAX:
+            return hid, None
+        return None, ('bad id: %d is outside the 64-bit integer range '
+                      '(give larger ids as strings)' % hid)
+    if cls is str:
+        if not hid:
+            return None, 'bad id: an empty string'
+        if _INT_TEXT.fullmatch(hid):
+            n = int(hid)
+            if INT64_MIN <= n <= INT64_MAX:
+                return n, None
+        return hid, None
+    if hid is None:
+        return None, 'missing id'
+    if cls is float and hid == hid and abs(hid) >= 2 ** 63 \
+            and abs(hid) != float('inf'):
+        # JSON readers give integers beyond 64 bits as floats
+        return None, ('bad id: %d is outside the 64-bit integer range '
+                      '(give larger ids as strings)' % hid)
+    return None, ('bad id: must be an integer or a string, got %s'
+                  % _kind(hid))
+
+
+def _kind(value):
+    """What a JSON value is, for reasons: 'float 1.5', 'true', ..."""
+    if value is True or value is False or value is None:
+        return orjson.dumps(value).decode()
+    if value.__class__ in (int, float):
+        return '%s %r' % (value.__class__.__name__, value)
+    if value.__class__ is str:
+        return 'string %r' % (value[:40],)
+    if value.__class__ is list:
+        return 'an array'
+    if value.__class__ is dict:
+        return 'an object'
+    return value.__class__.__name__
+
+
+def _timestamp_us(when, limits):
+    """``(us, None)`` for a timestamp in the window, else ``(None,
+    reason)``."""
+    us = None
+    # parse_timestamp's fast path, inlined: this runs for most hits
+    if (when.__class__ is str and len(when) == 26 and when[19] == '.'
+            and when[16] == ':'):
+        base = _MINUTE_US.get(when[:16])
+        if base is not None and when[17] < '6':
+            frac = when[17:19] + when[20:26]
+            # isascii: int() fails on digits like '²' that isdigit takes
+            if frac.isascii() and frac.isdigit():
+                us = base + int(frac)
+    if us is None:
+        try:
+            us = parse_timestamp(when)
+        except (ValueError, OverflowError):
+            return None, 'unparsable timestamp %r' % (when,)
+    if (us < limits.min_us or us > limits.max_us) \
+            and not limits.admits(us):
+        return None, _window_reason(when, us, limits)
+    return us, None
+
+
+def _window_reason(when, us, limits):
+    reason = 'timestamp outside the window: %r is not within %s .. %s' % (
+        when, format_us(limits.min_us), format_us(limits.max_us))
+    if when.__class__ in (int, float) and limits.admits(us // 1000):
+        reason += ' (epoch milliseconds? seconds are expected)'
+    return reason
+
+
+def parse_line(line, lineno, limits=None):
     """A ``Hit`` from one line of text (bytes or str), or a ``Reject``
-    saying why not: not JSON, not an object, missing id, type or
-    timestamp, unparsable timestamp."""
+    saying why not: too large, not JSON, not an object, a missing or bad
+    id, a missing type or timestamp, an unparsable timestamp or one
+    outside the window. ``limits`` is a ``Limits`` (default
+    ``DEFAULT_LIMITS``). Never raises for bad input."""
+    if limits is None:
+        limits = DEFAULT_LIMITS
+    if len(line) > limits.max_bytes:
+        return Reject(lineno, 'hit too large: %d bytes, the most is %d'
+                      % (len(line), limits.max_bytes), line)
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as e:
         return Reject(lineno, 'not JSON: %s' % (e.args[0],), line)
-    return parse_record(record, lineno, line)
+    return parse_record(record, lineno, line, limits)
 
 
 # -- inputs --------------------------------------------------------------
 
 
-class _Prefixed(io.RawIOBase):
-    """A readable stream that gives ``head`` before the rest of ``f``
-    (for sniffing streams that can neither seek nor peek)."""
+class _Guard(io.RawIOBase):
+    """A raw stream over ``f`` that ends where reading ``f`` fails (a
+    truncated or corrupt gzip, an I/O error) and keeps the error, so
+    that every byte before the break is read. It counts the bytes and
+    newlines taken from ``f``, to say where a break is, and takes back
+    what was read ahead to sniff the input (``peek``)."""
 
-    def __init__(self, head, f):
-        self._head = head
+    def __init__(self, f):
         self._f = f
+        # read1 gives what is there: a live pipe is not waited on
+        self._read = getattr(f, 'read1', f.read)
+        self._head = b''
+        self.error = None
+        self.offset = 0
+        self.newlines = 0
 
     def readable(self):
         return True
 
+    def take(self, n):
+        """Up to ``n`` bytes of ``f`` (b'' at its end or a break)."""
+        if self.error is not None:
+            return b''
+        try:
+            data = self._read(n)
+        except (EOFError, OSError, zlib.error) as e:
+            # gzip.BadGzipFile is an OSError
+            self.error = e
+            return b''
+        if data:
+            self.offset += len(data)
+            self.newlines += data.count(b'\n')
+        return data
+
     def readinto(self, b):
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
+        head = self._head
+        if head:
+            n = min(len(b), len(head))
+            b[:n] = head[:n]
+            self._head = head[n:]
             return n
-        data = self._f.read(len(b))
-        if not data:
-            return 0
+        data = self.take(len(b))
+        if data is None:        # non-blocking and nothing there yet
+            return None
         n = len(data)
         b[:n] = data
         return n
 
+    def peek(self, enough, limit):
+        """``(head, eof)``: the first bytes, read until ``enough(head)``
+        or ``limit`` bytes or the end, and kept to be read again."""
+        head = self._head
+        eof = False
+        while not enough(head) and len(head) < limit:
+            data = self.take(1 << 16)
+            if not data:
+                eof = True
+                break
+            head += data
+        self._head = head
+        return head, eof
 
-def _sniff(f, n):
-    """(first n bytes, a stream still starting at them).
-
-    Peeks when the stream can; else reads them and puts them back in
-    front (seeking back is not safe: a gzip stream over a pipe claims
-    to seek and fails)."""
-    if hasattr(f, 'peek'):
-        head = f.peek(n)
-        if len(head) >= n:
-            return head[:n], f
-    head = b''
-    while len(head) < n:
-        data = f.read(n - len(head))
-        if not data:
-            break
-        head += data
-    return head, io.BufferedReader(_Prefixed(head, f), 1 << 16)
+    def broken(self):
+        """An ``InputBroken`` when reading failed, else None."""
+        if self.error is None:
+            return None
+        e = self.error
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror
+                  else str(e) or e.__class__.__name__)
+        if isinstance(e, EOFError):
+            reason = 'truncated (%s)' % reason
+        return InputBroken(self.newlines + 1, self.offset, reason)
 
 
-def open_input(source):
-    """A binary stream of the decompressed input, and whether it is one
-    JSON array (else JSON Lines).
+def _name(source):
+    """How messages name an input."""
+    if source in ('-', b'-'):
+        return 'standard input'
+    if isinstance(source, (str, bytes)) or hasattr(source, '__fspath__'):
+        return os.fsdecode(source)
+    name = getattr(source, 'name', None)
+    return name if isinstance(name, str) else 'input'
+
+
+def _is_path(source):
+    return ((isinstance(source, (str, bytes)) or hasattr(source, '__fspath__'))
+            and source not in ('-', b'-'))
+
+
+def open_source(source):
+    """``(binary file, size)`` of a path (``size`` None when not a
+    regular file), or of standard input for ``'-'``. Raises
+    ``InputError`` when the path cannot be read: missing, a directory,
+    no permission."""
+    if not _is_path(source):
+        return sys.stdin.buffer, None
+    name = _name(source)
+    try:
+        f = open(source, 'rb')
+    except IsADirectoryError:
+        raise InputError(name, 'is a directory, not a file') from None
+    except FileNotFoundError:
+        raise InputError(name, 'no such file') from None
+    except PermissionError:
+        raise InputError(name, 'cannot read it: permission denied') \
+            from None
+    except OSError as e:
+        raise InputError(name, 'cannot open it: %s'
+                         % (e.strerror or e)) from None
+    st = os.fstat(f.fileno())
+    if stat.S_ISDIR(st.st_mode):    # some systems open them
+        f.close()
+        raise InputError(name, 'is a directory, not a file')
+    return f, (st.st_size if stat.S_ISREG(st.st_mode) else None)
+
+
+def check_source(source):
+    """Raise ``InputError`` when ``source`` (a path or '-') surely
+    cannot be read; for commands to check before they start."""
+    f, _ = open_source(source)
+    if f is not sys.stdin.buffer:
+        f.close()
+
+
+def _decided(head):
+    """Whether ``head`` is enough for ``sniff_format``: a first byte
+    that is not ``[``; else the first line and what follows it (one
+    more non-blank byte after a whole value, else eight more lines)."""
+    text = head.lstrip()
+    if not text:
+        return False
+    if text[:1] != b'[':
+        return True
+    lines = text.split(b'\n', 9)
+    if len(lines) < 2:
+        return False
+    if _is_json(lines[0]):
+        return bool(text[len(lines[0]) + 1:].strip())
+    return len(lines) == 10
+
+
+def sniff_format(head, complete):
+    """``'array'`` or ``'jsonl'`` for an input starting with ``head``
+    (``complete``: the input is no longer than that).
+
+    An input is one JSON array when its first non-blank byte is ``[``,
+    unless its first line is a whole JSON value followed by more lines
+    (JSON Lines whose first record is an array: an array on one line
+    ends there) or the lines after a first line that is not whole JSON
+    are JSON objects each on its own (JSON Lines with a broken first
+    line: in an array, at most one item line goes without its comma).
+    """
+    text = head.lstrip()
+    if text[:1] != b'[':
+        return 'jsonl'
+    nl = text.find(b'\n')
+    if nl == -1:
+        # one line: a single-line array (or one too long to be a hit)
+        return 'array'
+    if _is_json(text[:nl]):
+        rest = text[nl + 1:]
+        return 'array' if not rest.strip() else 'jsonl'
+    lines = text[nl + 1:].split(b'\n')
+    if not complete:
+        lines = lines[:-1]      # the last may be cut off
+    objects = 0
+    for line in lines[:8]:
+        line = line.strip()
+        if line[:1] == b',':
+            return 'array'      # items with their commas in front
+        if line[:1] == b'{' and line[-1:] == b'}' and _is_json(line):
+            objects += 1
+    return 'jsonl' if objects >= 2 else 'array'
+
+
+class Records:
+    """The records of one input, as ``(lineno, raw)`` pairs: the lines
+    of JSON Lines (blank lines skipped) or the items of one JSON array,
+    read item by item (``lineno`` is where the item starts). Memory
+    stays bounded whatever the input's size. Iterate once.
 
     ``source`` is a path, ``'-'`` for standard input, or a binary file
-    object (standard input's buffer, a pipe, ``io.BytesIO``...). Gzip is
-    recognized by its magic bytes, not the file name.
+    object; gzip is recognized by its magic bytes. ``format`` is
+    ``'jsonl'``, ``'array'`` or ``'auto'`` (see ``sniff_format``).
+    Creating it opens and sniffs the input, and raises ``InputError``
+    when it cannot be read or is not the format asked for.
+
+    ``format`` then says what was found. After the iteration,
+    ``broken`` is None, or an ``InputBroken`` when the input broke off
+    (a truncated gzip): the records before the break were all given,
+    the record the break cut is given too (it will not parse), and the
+    iteration then just ends.
     """
-    if isinstance(source, (str, bytes)) or hasattr(source, '__fspath__'):
-        if source in ('-', b'-'):
-            f = sys.stdin.buffer
-        else:
-            f = open(source, 'rb')
-    else:
-        f = source
-        if isinstance(f, io.TextIOBase):
-            f = f.buffer
-    head, f = _sniff(f, 2)
-    if head == b'\x1f\x8b':
-        f = io.BufferedReader(gzip.GzipFile(fileobj=f, mode='rb'), 1 << 16)
-    # JSON Lines or one array: the first byte that is not white space
-    head, f = _sniff(f, 4096)
-    first = head.lstrip()[:1]
-    return f, first == b'['
+
+    def __init__(self, source, format='auto'):
+        if format not in FORMATS:
+            raise ValueError('format must be one of %s, not %r'
+                             % (', '.join(FORMATS), format))
+        self.name = _name(source)
+        self._own = None
+        self._iter = None
+        if _is_path(source):
+            source, _ = open_source(source)
+            self._own = source
+        elif source in ('-', b'-'):
+            source = sys.stdin.buffer
+        elif isinstance(source, io.TextIOBase):
+            source = source.buffer
+        try:
+            self._open(source, format)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, f, format):
+        guard = _Guard(f)
+        self._guards = [guard]
+        head, _ = guard.peek(lambda h: len(h) >= 2, 2)
+        if head[:2] == b'\x1f\x8b':
+            guard = _Guard(gzip.GzipFile(fileobj=guard, mode='rb'))
+            self._guards.append(guard)
+        if format == 'auto':
+            head, eof = guard.peek(_decided, DEFAULT_MAX_HIT_BYTES)
+            format = sniff_format(head, eof)
+        elif format == 'array':
+            head, _ = guard.peek(bytes.lstrip, DEFAULT_MAX_HIT_BYTES)
+            first = head.lstrip()[:1]
+            if first not in (b'[', b''):
+                raise InputError(
+                    self.name, 'not a JSON array: it starts with %r '
+                    '(try --format jsonl)' % (first.decode('latin-1'),))
+        self.format = format
+        self._f = io.BufferedReader(guard, 1 << 16)
+
+    @property
+    def broken(self):
+        """An ``InputBroken`` when the input broke off, else None."""
+        for guard in self._guards:
+            broken = guard.broken()
+            if broken is not None:
+                # the innermost knows the cause; the outer the place
+                outer = self._guards[-1]
+                return InputBroken(outer.newlines + 1, outer.offset,
+                                   broken.reason)
+        return None
+
+    def __iter__(self):
+        # one pass: a second loop goes on where the first stopped
+        if self._iter is None:
+            self._iter = self._records()
+        return self._iter
+
+    def _records(self):
+        try:
+            if self.format == 'array':
+                yield from split_array(self._f)
+            else:
+                lineno = 0
+                for line in self._f:
+                    lineno += 1
+                    if line.isspace():
+                        continue
+                    yield lineno, line
+        finally:
+            self.close()
+
+    def close(self):
+        if self._own is not None:
+            self._own.close()
+            self._own = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
-def read_records(source):
-    """Yield ``(lineno, raw)`` for every record of the input: the lines
-    of JSON Lines (blank lines skipped), or the items of one JSON array
-    read item by item (``lineno`` is where the item starts). Memory stays
-    bounded whatever the input's size."""
-    if (isinstance(source, (str, bytes)) or hasattr(source, '__fspath__')) \
-            and source not in ('-', b'-'):
-        with open(source, 'rb') as f:
-            yield from read_records(f)
-        return
-    f, is_array = open_input(source)
-    if is_array:
-        yield from split_array(f)
-    else:
-        lineno = 0
-        for line in f:
-            lineno += 1
-            if line.isspace():
-                continue
-            yield lineno, line
+def open_input(source, format='auto'):
+    """A binary stream of the decompressed input, and whether it is one
+    JSON array (else JSON Lines); see ``Records`` for ``source`` and
+    ``format``."""
+    records = Records(source, format)
+    return records._f, records.format == 'array'
 
 
-def read_hits(source, rejects=None):
-    """Yield the valid ``Hit`` objects of the input; rejects go to
-    ``rejects.write`` (e.g. a ``RejectsWriter``) when given."""
-    for lineno, raw in read_records(source):
-        hit = parse_line(raw, lineno)
-        if hit.__class__ is Reject:
-            if rejects is not None:
-                rejects.write(hit)
-        else:
-            yield hit
+def read_records(source, format='auto'):
+    """The ``Records`` of ``source``: iterate for ``(lineno, raw)``;
+    then ``.broken`` says whether (and where) the input broke off."""
+    return Records(source, format)
+
+
+def read_hits(source, rejects=None, format='auto', limits=None):
+    """A ``HitReader``: iterate for the valid ``Hit`` objects of the
+    input; rejects go to ``rejects.write`` (e.g. a ``RejectsWriter``)
+    when given."""
+    return HitReader(source, rejects, format, limits)
+
+
+class HitReader:
+    """The valid ``Hit`` objects of the input (iterate once); rejects go
+    to ``rejects.write`` (e.g. a ``RejectsWriter``) when given.
+
+    ``format`` as for ``Records``, ``limits`` a ``Limits``. Counts as it
+    goes: ``read`` records, ``hits``, ``rejected``; then ``broken`` (an
+    ``InputBroken`` or None) and ``format`` as ``Records`` has them.
+    """
+
+    def __init__(self, source, rejects=None, format='auto', limits=None):
+        self.records = Records(source, format)
+        self.rejects = rejects
+        self.limits = limits
+        self.read = self.hits = self.rejected = 0
+
+    @property
+    def format(self):
+        return self.records.format
+
+    @property
+    def broken(self):
+        return self.records.broken
+
+    def __iter__(self):
+        limits = self.limits
+        for lineno, raw in self.records:
+            self.read += 1
+            hit = parse_line(raw, lineno, limits)
+            if hit.__class__ is Reject:
+                self.rejected += 1
+                if self.rejects is not None:
+                    self.rejects.write(hit)
+            else:
+                self.hits += 1
+                yield hit
 
 
 # One JSON value, nested at most six deep, then the array's separator.
@@ -518,8 +983,8 @@ def split_array(f, chunk_size=1 << 16, max_item=1 << 24):
     whole); whether an item is valid JSON is for the parser to say. A
     broken item (say, cut off in the middle of a string) ends where the
     next well-formed item begins, so one bad record costs one reject,
-    not the rest of the array. Text after the array's end comes out as a
-    record of its own. Memory stays within a few ``max_item`` (an item
+    not the rest of the array. Text after the array's end comes out as
+    records, one a line. Memory stays within a few ``max_item`` (an item
     larger than that is cut there).
     """
     b = _Buffer(f, chunk_size)
@@ -595,15 +1060,22 @@ def split_array(f, chunk_size=1 << 16, max_item=1 << 24):
 
 
 def _junk(b, pos):
-    """Anything but blanks after the array is a record of its own."""
-    while True:
-        pos = _BLANK.match(b.buf, pos).end()
-        if pos < len(b.buf) or not b.fill(pos):
-            break
-        pos = 0
-    if pos < len(b.buf):
-        rest = b.buf[pos:] + b.f.read(max(0, (1 << 20) - len(b.buf)))
-        yield b.line(pos), rest.rstrip()
+    """The text after the array's end, a record a line (JSON Lines
+    after an array, say): none of it goes unread or unaccounted."""
+    lineno = b.line(pos)
+    *lines, carry = b.buf[pos:].split(b'\n')
+    for line in lines:
+        if line.strip():
+            yield lineno, line.strip()
+        lineno += 1
+    for line in b.f:
+        line = carry + line
+        carry = b''
+        if line.strip():
+            yield lineno, line.strip()
+        lineno += 1
+    if carry.strip():
+        yield lineno, carry.strip()
 
 
 def _scan(buf, pos, limit):
@@ -727,9 +1199,15 @@ class RejectsWriter:
         self.close()
 
 
+_KINDS = ('not JSON', 'unparsable timestamp',
+          'timestamp outside the window', 'bad id', 'hit too large',
+          'not a JSON object', 'type is not a string',
+          'event is not a JSON object')
+
+
 def reason_kind(reason):
     """The kind of a reject reason, without its details."""
-    for kind in ('not JSON', 'unparsable timestamp'):
+    for kind in _KINDS:
         if reason.startswith(kind):
             return kind
     return reason
@@ -748,7 +1226,7 @@ def make_hit(id, timestamp, type='page_view', customer=None,
         event[name.replace('_', '-') if name in (
             'session_stamp', 'client_id') else name] = value
     record = {'id': id, 'type': type, 'event': event}
-    hit = parse_record(record, 0, orjson.dumps(record))
+    hit = parse_record(record, 0, orjson.dumps(record), NO_LIMITS)
     if hit.__class__ is Reject:
         raise ValueError(hit.reason)
     return hit

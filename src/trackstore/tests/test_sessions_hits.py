@@ -60,10 +60,10 @@ class ParseTests(unittest.TestCase):
 
     def test_explicit_stamp_and_flat_records(self):
         hit = parse_line(orjson.dumps({
-            'id': 'a', 'type': 'x', 'timestamp': 10,
+            'id': 'a', 'type': 'x', 'timestamp': 1651104000,
             'session-stamp': 'S1', 'client-id': 7}), 1)
         self.assertEqual((hit.id, hit.us, hit.stamp, hit.client),
-                         ('a', 10000000, 'S1', '7'))
+                         ('a', 1651104000000000, 'S1', '7'))
 
     def test_rejects_say_why(self):
         cases = [
@@ -399,3 +399,17 @@ class GenerateTests(unittest.TestCase):
             self.assertEqual(sum(1 for _ in read_records(path)), n)
             with open(path, 'rb') as f:
                 self.assertEqual(f.read(2), b'\x1f\x8b')
+
+    def test_seeds_give_disjoint_ids(self):
+        ids = {}
+        for seed in (0, 1, 2, -1):
+            out = io.BytesIO()
+            generate(customers=30, days=2, seed=seed, out=out)
+            ids[seed] = {h.id for h in read_hits(io.BytesIO(
+                out.getvalue()))}
+            self.assertTrue(all(seed * 10**9 < i < (seed + 1) * 10**9
+                                for i in ids[seed]), seed)
+        self.assertEqual(min(ids[0]), 400001)   # as it always was
+        self.assertEqual(min(ids[2]), 2000400001)
+        with self.assertRaises(ValueError):
+            generate(customers=1, days=1, seed=2 ** 40, out=io.BytesIO())
