@@ -138,21 +138,19 @@ class StoredIdentities(Identities):
 
 def _new_hits(state, hits):
     """The hits whose ids are not stored yet; their ids are added."""
-    ids = state.ids
-    seen = set()
-    fresh = []
-    new = []
+    keyed = {}
     for hit in hits:
-        key = id_key(hit.idkey)
-        if key in seen or key in ids:
-            continue
-        seen.add(key)
-        new.append(key)
-        fresh.append(hit)
+        # The first of the hits with one id wins.
+        keyed.setdefault(id_key(hit.idkey), hit)
+    new = set(keyed)
+    # Segment by segment: a loop of C lookups instead of a Python call
+    # per hit and segment.
+    for segment in state.ids.segments:
+        contains = segment.__contains__
+        new.difference_update([key for key in new if contains(key)])
     if new:
-        new.sort()
-        ids.add(new)
-    return fresh
+        state.ids.add(sorted(new))
+    return [hit for key, hit in keyed.items() if key in new]
 
 
 def _firsts(hits):

@@ -11,7 +11,8 @@ run's worth of hits plus one block per run.
 The memory a held hit costs is estimated from the length of its text
 (``Hit.size``): a parsed hit with its event dict takes about
 ``HIT_OVERHEAD`` bytes plus ``SIZE_FACTOR`` times its text (measured on
-generated hits with ``tracemalloc``).
+generated hits with ``tracemalloc``: 950 bytes for 292 of text), plus
+its sort key while it is sorted.
 """
 import heapq
 import os
@@ -22,8 +23,8 @@ from trackstore.sessions.hits import Hit
 
 
 DEFAULT_MEMORY = 256 * 1024 * 1024
-HIT_OVERHEAD = 600
-SIZE_FACTOR = 3
+HIT_OVERHEAD = 500
+SIZE_FACTOR = 2
 # Hits per pickled block of a run: large enough that pickling is cheap
 # per hit, small enough that one block per run fits beside the others.
 BLOCK = 2000
