@@ -1,0 +1,63 @@
+"""Read-only reports: the order metrics, the dashboard data, health.
+
+Both reports are cached per database snapshot (``SnapshotCache``): a
+request that finds nothing committed since the last computation gets
+the cached answer, never a recomputation over every session.
+"""
+from fastapi import APIRouter
+from fastapi import Query
+from fastapi import Request
+
+from trackstore import metrics
+from trackstore.web.cache import SnapshotCache
+from trackstore.web.dashboard import dashboard_data
+from trackstore.web.hits import load_totals
+from trackstore.web.schemas import Health
+from trackstore.web.schemas import OrderMetrics
+from trackstore.web.units import read_snapshot
+
+
+router = APIRouter(tags=['reports'])
+
+
+class Caches:
+    """The app's report caches (one per report and option)."""
+
+    def __init__(self):
+        self.orders = {False: SnapshotCache(), True: SnapshotCache()}
+        self.dashboard = SnapshotCache()
+
+
+def order_metrics(request, include_anonymous=False):
+    cache = request.app.state.caches.orders[include_anonymous]
+    return read_snapshot(request, lambda storage, snapshot: cache.get(
+        snapshot, lambda: metrics.compute(storage, include_anonymous)))
+
+
+def dashboard(request):
+    cache = request.app.state.caches.dashboard
+    return read_snapshot(request, lambda storage, snapshot: cache.get(
+        snapshot, lambda: dashboard_data(storage, load_totals(storage))))
+
+
+@router.get('/metrics/orders', response_model=OrderMetrics)
+def get_order_metrics(request: Request,
+                      include_anonymous: bool = Query(False)):
+    """Sessions and minutes before an order: seed 002's medians (minutes
+    truly in minutes), the count and the percentiles."""
+    return order_metrics(request, include_anonymous)
+
+
+@router.get('/api/v1/dashboard')
+def get_dashboard(request: Request):
+    """Everything the dashboard page draws, as JSON."""
+    return dashboard(request)
+
+
+@router.get('/health', response_model=Health)
+def health(request: Request):
+    """Whether the app reaches its database (no token needed)."""
+    database = request.app.state.database
+    database.read(lambda storage, snapshot: None)
+    return Health(status='ok', database=database.safe_uri,
+                  commits=database.commits, conflicts=database.conflicts)
