@@ -279,11 +279,12 @@ def _address(host, port):
     return address(host, port)
 
 
-def run_server(uri, host, port, workers, token, log_level='info'):
+def run_server(uri, host, port, workers, token, log_level='info',
+               **limits):
     from trackstore.web.server import ServeError
     from trackstore.web.server import serve
     from trackstore.web.settings import Settings
-    settings = Settings(db=uri, token=token)
+    settings = Settings(db=uri, token=token, **limits)
     try:
         serve(settings, host, port, workers, log_level)
     except ServeError as e:
@@ -301,15 +302,24 @@ def run_server(uri, host, port, workers, token, log_level='info'):
 @click.option('--token', envvar='TRACKSTORE_TOKEN', default=None,
               help='require "Authorization: Bearer TOKEN" on every route '
                    'but /health (default: $TRACKSTORE_TOKEN)')
+@click.option('--max-past', type=click.IntRange(0), default=12 * 3600,
+              show_default=True,
+              help='seconds a created_at may lie in the past (else 400)')
+@click.option('--max-future', type=click.IntRange(0), default=300,
+              show_default=True,
+              help='seconds a created_at may lie in the future (else 400)')
+@click.option('--max-body', type=click.IntRange(1),
+              default=16 * 1024 * 1024, show_default=True,
+              help='largest request body in bytes (else 413)')
 @click.option('--log-level', default='info', show_default=True,
               type=click.Choice(['critical', 'error', 'warning', 'info',
                                  'debug']))
-def serve_command(uri, host, port, workers, token, log_level):
+def serve_command(uri, host, port, workers, token, log_level, **limits):
     """Serve the clickstream API, /metrics/orders, /hits and the
     dashboard (OpenAPI docs at /docs)."""
     click.echo('trackstore serving at %s (docs at %sdocs)' % (
         _address(host, port), _address(host, port)), err=True)
-    run_server(uri, host, port, workers, token, log_level)
+    run_server(uri, host, port, workers, token, log_level, **limits)
 
 
 if __name__ == '__main__':

@@ -102,11 +102,13 @@ def push_events(body: EventsIn, request: Request, response: Response):
                        lambda storage: dao(storage).push_events(events))
     except SessionNotFound:
         raise not_found(body.session_id)
-    stored_ids = {e.event_id for e in stored}
+    # The DAO hands back the very events it stored; an id given twice
+    # in one body is stored once and skipped once.
+    taken = {id(e) for e in stored}
     return EventsOut(
         session_id=body.session_id,
-        stored=[e.event_id for e in events if e.event_id in stored_ids],
-        skipped=[e.event_id for e in events if e.event_id not in stored_ids])
+        stored=[e.event_id for e in events if id(e) in taken],
+        skipped=[e.event_id for e in events if id(e) not in taken])
 
 
 @router.post('/session/irrelevant', response_model=RegisteredSession)

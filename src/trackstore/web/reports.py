@@ -4,6 +4,8 @@ Both reports are cached per database snapshot (``SnapshotCache``): a
 request that finds nothing committed since the last computation gets
 the cached answer, never a recomputation over every session.
 """
+import os
+
 from fastapi import APIRouter
 from fastapi import Query
 from fastapi import Request
@@ -26,6 +28,11 @@ class Caches:
     def __init__(self):
         self.orders = {False: SnapshotCache(), True: SnapshotCache()}
         self.dashboard = SnapshotCache()
+
+    @property
+    def computed(self):
+        return self.dashboard.computed + sum(
+            c.computed for c in self.orders.values())
 
 
 def order_metrics(request, include_anonymous=False):
@@ -60,4 +67,6 @@ def health(request: Request):
     database = request.app.state.database
     database.read(lambda storage, snapshot: None)
     return Health(status='ok', database=database.safe_uri,
-                  commits=database.commits, conflicts=database.conflicts)
+                  pid=os.getpid(), commits=database.commits,
+                  conflicts=database.conflicts,
+                  reports_computed=request.app.state.caches.computed)

@@ -117,7 +117,13 @@ class OrderMetrics(BaseModel):
 
 
 class Health(BaseModel):
+    """The worker that answered: its writes, the conflicts they
+    retried and how often it computed a report (not per request: the
+    reports are cached until the next commit)."""
+
     status: str
     database: str
+    pid: int
     commits: int
     conflicts: int
+    reports_computed: int
