@@ -275,7 +275,7 @@ def sqlite_server(path, workers, log):
                   env={SQLITE_ENV: path}, log=log)
 
 
-# -- clients --------------------------------------------------------------------
+# -- clients ---------------------------------------------------------------
 
 
 def client_loop(url, seconds, tag, queue):
@@ -357,7 +357,7 @@ def pct(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-# -- the run --------------------------------------------------------------------
+# -- the run ---------------------------------------------------------------
 
 
 SETUPS = ('trackstore-file', 'trackstore-zeo', 'sqlite-1', 'sqlite-4')

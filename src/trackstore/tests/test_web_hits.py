@@ -77,8 +77,8 @@ class PostHits(unittest.TestCase):
         self.assertEqual(again['stored'], 0)
         self.assertEqual(again['skipped'], answer['stored'])
         # a JSON array, and one hit spread over several lines
-        array = orjson.dumps([hit(900001), hit(900002, 'page_view',
-                                                page='/p')])
+        array = orjson.dumps([hit(900001),
+                              hit(900002, 'page_view', page='/p')])
         self.assertEqual(self.post(array)['stored'], 2)
         one = orjson.dumps(hit(900003, 'placed_order', order=5),
                            option=orjson.OPT_INDENT_2)
