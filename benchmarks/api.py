@@ -493,7 +493,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix='trackstore-bench-api-')
     results = {}
     try:
-        for name in args.only.split(','):
+        for name in filter(None, args.only.split(',')):
             zeo, server, workers = start(name, tmp)
             try:
                 results[name] = dict(drive(server.url, args.clients,
