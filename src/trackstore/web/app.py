@@ -70,15 +70,10 @@ def index():
 def warm(app):
     """Compute the reports once in the background, so that the first
     visitor of a large store does not wait for them."""
-    class Probe:
-        pass
-    request = Probe()
-    request.app = app
-
     def run():
         try:
-            reports.order_metrics(request)
-            reports.dashboard(request)
+            reports.order_metrics(app)
+            reports.dashboard(app)
         except Exception:       # pragma: no cover - only a head start
             pass
     threading.Thread(target=run, name='trackstore-warm',

@@ -16,7 +16,6 @@ from trackstore.web.dashboard import dashboard_data
 from trackstore.web.hits import load_totals
 from trackstore.web.schemas import Health
 from trackstore.web.schemas import OrderMetrics
-from trackstore.web.units import read_snapshot
 
 
 router = APIRouter(tags=['reports'])
@@ -35,15 +34,17 @@ class Caches:
             c.computed for c in self.orders.values())
 
 
-def order_metrics(request, include_anonymous=False):
-    cache = request.app.state.caches.orders[include_anonymous]
-    return read_snapshot(request, lambda storage, snapshot: cache.get(
+def order_metrics(app, include_anonymous=False):
+    """The order metrics for the snapshot a new connection sees."""
+    cache = app.state.caches.orders[include_anonymous]
+    return app.state.database.read(lambda storage, snapshot: cache.get(
         snapshot, lambda: metrics.compute(storage, include_anonymous)))
 
 
-def dashboard(request):
-    cache = request.app.state.caches.dashboard
-    return read_snapshot(request, lambda storage, snapshot: cache.get(
+def dashboard(app):
+    """The dashboard's data for the snapshot a new connection sees."""
+    cache = app.state.caches.dashboard
+    return app.state.database.read(lambda storage, snapshot: cache.get(
         snapshot, lambda: dashboard_data(storage, load_totals(storage))))
 
 
@@ -52,13 +53,13 @@ def get_order_metrics(request: Request,
                       include_anonymous: bool = Query(False)):
     """Sessions and minutes before an order: seed 002's medians (minutes
     truly in minutes), the count and the percentiles."""
-    return order_metrics(request, include_anonymous)
+    return order_metrics(request.app, include_anonymous)
 
 
 @router.get('/api/v1/dashboard')
 def get_dashboard(request: Request):
     """Everything the dashboard page draws, as JSON."""
-    return dashboard(request)
+    return dashboard(request.app)
 
 
 @router.get('/health', response_model=Health)

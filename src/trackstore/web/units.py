@@ -21,12 +21,6 @@ def read(request, fn, *args):
         lambda storage, snapshot: fn(storage, *args))
 
 
-def read_snapshot(request, fn, *args):
-    """``fn(storage, snapshot, *args)``: for answers cached per
-    snapshot."""
-    return request.app.state.database.read(fn, *args)
-
-
 def write(request, response, fn, *args):
     """``fn(storage, *args)`` committed, retried on conflicts."""
     result, conflicts = request.app.state.database.write(fn, *args)
