@@ -319,6 +319,10 @@ def serve_command(uri, host, port, workers, token, log_level, **limits):
     dashboard (OpenAPI docs at /docs)."""
     click.echo('trackstore serving at %s (docs at %sdocs)' % (
         _address(host, port), _address(host, port)), err=True)
+    if not token and host not in ('127.0.0.1', 'localhost', '::1'):
+        click.echo('warning: %s is reachable from other machines and no '
+                   '--token is set: anyone there can read and write'
+                   % host, err=True)
     run_server(uri, host, port, workers, token, log_level, **limits)
 
 

@@ -221,3 +221,42 @@ class ClickstreamRoutes(unittest.TestCase):
                      API + '/internal/session/use-for-improvement',
                      '/metrics/orders', '/hits', '/health'):
             self.assertIn(path, spec['paths'])
+
+
+class DemoServes(unittest.TestCase):
+    """``trackstore demo`` ends by serving the dashboard on its data."""
+
+    def test_demo_prints_the_address_and_serves(self):
+        import os
+        import subprocess
+
+        import httpx
+
+        from trackstore.tests.layers import free_port
+        from trackstore.tests.webserver import TRACKSTORE
+        workdir = tempfile.mkdtemp(prefix='trackstore-demo-')
+        port = free_port()
+        out = os.path.join(workdir, 'out.txt')
+        with open(out, 'wb') as f:
+            proc = subprocess.Popen(
+                [TRACKSTORE, 'demo', '--customers', '20', '--days', '2',
+                 '--port', str(port)], cwd=workdir, stdout=f,
+                stderr=subprocess.STDOUT)
+        try:
+            url = 'http://127.0.0.1:%d/' % port
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                self.assertIsNone(proc.poll(), open(out).read())
+                try:
+                    r = httpx.get(url + 'api/v1/dashboard', timeout=5)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            self.assertGreater(r.json()['totals']['visits'], 0)
+            with open(out) as f:
+                self.assertIn('dashboard of the demo data: ' + url,
+                              f.read())
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            shutil.rmtree(workdir, ignore_errors=True)
