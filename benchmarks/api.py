@@ -507,8 +507,9 @@ def main():
                               args.seconds, tmp, console)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    console.print(summary_table(results))
-    console.print(routes_table(results))
+    if results:
+        console.print(summary_table(results))
+        console.print(routes_table(results))
     for mine, theirs in (('trackstore-file', 'sqlite-1'),
                          ('trackstore-zeo', 'sqlite-1'),
                          ('trackstore-zeo', 'sqlite-4')):
