@@ -10,7 +10,6 @@ from fastapi import APIRouter
 from fastapi import HTTPException
 from fastapi import Query
 from fastapi import Request
-from fastapi import Response
 
 from trackstore.clickstream.dao import SessionNotFound
 from trackstore.clickstream.models import RegisteredSession
@@ -25,6 +24,7 @@ from trackstore.web.schemas import ReleaseIn
 from trackstore.web.schemas import ReleaseOut
 from trackstore.web.schemas import SessionIdIn
 from trackstore.web.schemas import SessionIn
+from trackstore.web.units import answer
 from trackstore.web.units import dao
 from trackstore.web.units import read
 from trackstore.web.units import write
@@ -66,15 +66,14 @@ def not_found(session_id):
 
 
 @router.post('/session', response_model=RegisteredSession)
-def register_session(body: SessionIn, request: Request,
-                     response: Response):
+def register_session(body: SessionIn, request: Request):
     """Register a search session in the collecting batch (a session id
     that is stored already answers with the stored session)."""
     values = body.model_dump(exclude={'created_at'})
     session = Session(created_at=checked_time(request, body.created_at),
                       **values)
-    return write(request, response,
-                 lambda storage: dao(storage).register_session(session))
+    return answer(request, write(
+        request, lambda storage: dao(storage).register_session(session)))
 
 
 @router.get('/session', response_model=SessionWithEvents)
@@ -85,11 +84,11 @@ def get_session(request: Request, session_id: str = Query(...)):
         session_id))
     if found is None:
         raise not_found(session_id)
-    return found
+    return answer(request, found)
 
 
 @router.post('/session/events', response_model=EventsOut)
-def push_events(body: EventsIn, request: Request, response: Response):
+def push_events(body: EventsIn, request: Request):
     """Store events of a session; events it has already are skipped."""
     events = [SessionEvent(
         event_id=e.event_id, session_id=body.session_id,
@@ -98,28 +97,27 @@ def push_events(body: EventsIn, request: Request, response: Response):
                                 'the created_at of event %r' % e.event_id),
         meta=e.meta) for e in body.events]
     try:
-        stored = write(request, response,
+        stored = write(request,
                        lambda storage: dao(storage).push_events(events))
     except SessionNotFound:
         raise not_found(body.session_id)
     # The DAO hands back the very events it stored; an id given twice
     # in one body is stored once and skipped once.
     taken = {id(e) for e in stored}
-    return EventsOut(
+    return answer(request, EventsOut(
         session_id=body.session_id,
         stored=[e.event_id for e in events if id(e) in taken],
-        skipped=[e.event_id for e in events if id(e) not in taken])
+        skipped=[e.event_id for e in events if id(e) not in taken]))
 
 
 @router.post('/session/irrelevant', response_model=RegisteredSession)
-def mark_irrelevant(body: SessionIdIn, request: Request,
-                    response: Response):
+def mark_irrelevant(body: SessionIdIn, request: Request):
     """Flag a session as irrelevant; 404 when unknown."""
-    found = write(request, response, lambda storage: dao(
+    found = write(request, lambda storage: dao(
         storage).mark_session_irrelevant(body.session_id))
     if found is None:
         raise not_found(body.session_id)
-    return found
+    return answer(request, found)
 
 
 @internal.get('/batch/sessions', response_model=BatchSessionsOut)
@@ -133,19 +131,20 @@ def batch_sessions(request: Request, batch_id: str = Query(...),
         batch_id, after_number=after_number, limit=limit,
         events_limit=events_limit))
     last = sessions[-1].session_number if sessions else None
-    return BatchSessionsOut(batch_id=batch_id, last_number=last,
-                            sessions=sessions)
+    return answer(request, BatchSessionsOut(
+        batch_id=batch_id, last_number=last, sessions=sessions))
 
 
 @internal.post('/batch/release', response_model=ReleaseOut)
-def release_batch(body: ReleaseIn, request: Request, response: Response):
+def release_batch(body: ReleaseIn, request: Request):
     """Release the collecting batch under an idempotency key."""
-    batch = write(request, response, lambda storage: dao(
+    batch = write(request, lambda storage: dao(
         storage).release_batch(body.release_id))
     if batch is None:
         raise HTTPException(404, 'no batch is collecting')
-    return ReleaseOut(release_id=batch.release_id, batch_id=batch.batch_id,
-                      released_at=batch.released_at)
+    return answer(request, ReleaseOut(
+        release_id=batch.release_id, batch_id=batch.batch_id,
+        released_at=batch.released_at))
 
 
 def queue_for_improvement(storage, session_id):
@@ -165,12 +164,12 @@ def queue_for_improvement(storage, session_id):
 
 @internal.post('/session/use-for-improvement',
                response_model=ImprovementOut)
-def use_for_improvement(body: SessionIdIn, request: Request,
-                        response: Response):
+def use_for_improvement(body: SessionIdIn, request: Request):
     """Queue a session for the consumer (only when it is irrelevant or
     has events); 404 when unknown."""
-    queued = write(request, response, queue_for_improvement,
+    queued = write(request, queue_for_improvement,
                    body.session_id)
     if queued is None:
         raise not_found(body.session_id)
-    return ImprovementOut(session_id=body.session_id, queued=queued)
+    return answer(request, ImprovementOut(session_id=body.session_id,
+                                          queued=queued))

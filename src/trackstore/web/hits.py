@@ -14,10 +14,10 @@ import orjson
 from fastapi import APIRouter
 from fastapi import HTTPException
 from fastapi import Request
-from fastapi import Response
 from starlette.concurrency import run_in_threadpool
 
 from trackstore.web.schemas import HitsOut
+from trackstore.web.units import answer
 
 
 #: Rejects listed in an answer (the count is always complete).
@@ -79,7 +79,7 @@ def load_totals(storage):
 
 
 @router.post('/hits', response_model=HitsOut)
-async def post_hits(request: Request, response: Response):
+async def post_hits(request: Request):
     """Take hits (one JSON object, a JSON array or JSON Lines) into the
     sessionizer; answer with what was stored, skipped and rejected."""
     body = await request.body()
@@ -89,14 +89,14 @@ async def post_hits(request: Request, response: Response):
     report, rejects = await run_in_threadpool(
         load_body, database.db, body,
         request.app.state.settings.session_timeout)
-    response.headers['X-Conflict-Retries'] = str(report['conflicts'])
-    answer = HitsOut(
+    request.state.conflicts = report['conflicts']
+    taken = HitsOut(
         read=report['read'], stored=report['stored'],
         skipped=report['duplicates'], rejected=report['rejected'],
         rejects=rejects, late=report['late'],
         sessions_closed=report['sessions_closed'])
-    if answer.rejected and not (answer.stored or answer.skipped):
+    if taken.rejected and not (taken.stored or taken.skipped):
         raise HTTPException(422, {
             'message': 'no hit in the body could be read',
             'rejects': rejects})
-    return answer
+    return answer(request, taken)

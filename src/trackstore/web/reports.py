@@ -1,11 +1,13 @@
 """Read-only reports: the order metrics, the dashboard data, health.
 
-Both reports are cached per database snapshot (``SnapshotCache``): a
-request that finds nothing committed since the last computation gets
-the cached answer, never a recomputation over every session.
+Both reports are cached per database snapshot (``SnapshotCache``), as
+the JSON bytes of the answer: a request that finds nothing committed
+since the last computation gets them as they are, never a
+recomputation over every session.
 """
 import os
 
+import orjson
 from fastapi import APIRouter
 from fastapi import Query
 from fastapi import Request
@@ -16,6 +18,7 @@ from trackstore.web.dashboard import dashboard_data
 from trackstore.web.hits import load_totals
 from trackstore.web.schemas import Health
 from trackstore.web.schemas import OrderMetrics
+from trackstore.web.units import answer
 
 
 router = APIRouter(tags=['reports'])
@@ -35,17 +38,21 @@ class Caches:
 
 
 def order_metrics(app, include_anonymous=False):
-    """The order metrics for the snapshot a new connection sees."""
+    """The order metrics (JSON bytes) for the snapshot a new connection
+    sees."""
     cache = app.state.caches.orders[include_anonymous]
     return app.state.database.read(lambda storage, snapshot: cache.get(
-        snapshot, lambda: metrics.compute(storage, include_anonymous)))
+        snapshot, lambda: orjson.dumps(
+            metrics.compute(storage, include_anonymous))))
 
 
 def dashboard(app):
-    """The dashboard's data for the snapshot a new connection sees."""
+    """The dashboard's data (JSON bytes) for the snapshot a new
+    connection sees."""
     cache = app.state.caches.dashboard
     return app.state.database.read(lambda storage, snapshot: cache.get(
-        snapshot, lambda: dashboard_data(storage, load_totals(storage))))
+        snapshot, lambda: orjson.dumps(
+            dashboard_data(storage, load_totals(storage)))))
 
 
 @router.get('/metrics/orders', response_model=OrderMetrics)
@@ -53,13 +60,13 @@ def get_order_metrics(request: Request,
                       include_anonymous: bool = Query(False)):
     """Sessions and minutes before an order: seed 002's medians (minutes
     truly in minutes), the count and the percentiles."""
-    return order_metrics(request.app, include_anonymous)
+    return answer(request, order_metrics(request.app, include_anonymous))
 
 
 @router.get('/api/v1/dashboard')
 def get_dashboard(request: Request):
     """Everything the dashboard page draws, as JSON."""
-    return dashboard(request.app)
+    return answer(request, dashboard(request.app))
 
 
 @router.get('/health', response_model=Health)
