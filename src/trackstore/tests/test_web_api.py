@@ -246,7 +246,9 @@ class DemoServes(unittest.TestCase):
             url = 'http://127.0.0.1:%d/' % port
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                self.assertIsNone(proc.poll(), open(out).read())
+                if proc.poll() is not None:
+                    with open(out) as f:
+                        self.fail('demo exited: %s' % f.read())
                 try:
                     r = httpx.get(url + 'api/v1/dashboard', timeout=5)
                     break
