@@ -1,5 +1,6 @@
 # Two entry points for a fresh clone; each installs what it needs first.
 #   make demo   generate hits, ingest them into ./var/, print the results
+#               (`trackstore demo` then serves the dashboard too)
 #   make test   run every test (doctests included) with zope.testrunner
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/trackstore demo
+	$(BIN)/trackstore demo --no-serve
 
 test: $(STAMP)
 	$(BIN)/zope-testrunner --test-path=src -vc --all

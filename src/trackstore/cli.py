@@ -436,13 +436,77 @@ def metrics_command(uri, as_json, include_anonymous):
 @click.option('--days', type=click.IntRange(1), default=7,
               show_default=True)
 @click.option('--seed', type=int, default=2, show_default=True)
-def demo_command(uri, customers, days, seed):
-    """Generate hits, ingest them into ./var/, show what was stored."""
+@click.option('--serve/--no-serve', default=True, show_default=True,
+              help='serve the dashboard on the demo data at the end')
+@click.option('--port', type=click.IntRange(1, 65535), default=8000,
+              show_default=True)
+def demo_command(uri, customers, days, seed, serve, port):
+    """Generate hits, ingest them into ./var/, show what was stored,
+    then serve the dashboard (until Ctrl-C)."""
     from rich.console import Console
 
     from trackstore import demo
     console = Console()
     demo.run(console, uri, customers, days, seed, run_ingest)
+    if serve:
+        console.print('the dashboard of the demo data: %s (Ctrl-C stops)'
+                      % _address('127.0.0.1', port))
+        run_server(uri, '127.0.0.1', port, 1, None)
+
+
+# -- serve ------------------------------------------------------------------
+
+
+def _address(host, port):
+    from trackstore.web.server import address
+    return address(host, port)
+
+
+def run_server(uri, host, port, workers, token, log_level='info',
+               **limits):
+    from trackstore.web.server import ServeError
+    from trackstore.web.server import serve
+    from trackstore.web.settings import Settings
+    settings = Settings(db=uri, token=token, **limits)
+    try:
+        serve(settings, host, port, workers, log_level)
+    except ServeError as e:
+        raise click.ClickException(str(e))
+
+
+@main.command('serve')
+@click.option('--db', 'uri', default=None, help=DB_HELP)
+@click.option('--host', default='127.0.0.1', show_default=True)
+@click.option('--port', type=click.IntRange(1, 65535), default=8000,
+              show_default=True)
+@click.option('--workers', type=click.IntRange(1), default=1,
+              show_default=True,
+              help='worker processes (more than 1 needs ZEO or PostgreSQL)')
+@click.option('--token', envvar='TRACKSTORE_TOKEN', default=None,
+              help='require "Authorization: Bearer TOKEN" on every route '
+                   'but /health (default: $TRACKSTORE_TOKEN)')
+@click.option('--max-past', type=click.IntRange(0), default=12 * 3600,
+              show_default=True,
+              help='seconds a created_at may lie in the past (else 400)')
+@click.option('--max-future', type=click.IntRange(0), default=300,
+              show_default=True,
+              help='seconds a created_at may lie in the future (else 400)')
+@click.option('--max-body', type=click.IntRange(1),
+              default=16 * 1024 * 1024, show_default=True,
+              help='largest request body in bytes (else 413)')
+@click.option('--log-level', default='info', show_default=True,
+              type=click.Choice(['critical', 'error', 'warning', 'info',
+                                 'debug']))
+def serve_command(uri, host, port, workers, token, log_level, **limits):
+    """Serve the clickstream API, /metrics/orders, /hits and the
+    dashboard (OpenAPI docs at /docs)."""
+    click.echo('trackstore serving at %s (docs at %sdocs)' % (
+        _address(host, port), _address(host, port)), err=True)
+    if not token and host not in ('127.0.0.1', 'localhost', '::1'):
+        click.echo('warning: %s is reachable from other machines and no '
+                   '--token is set: anyone there can read and write'
+                   % host, err=True)
+    run_server(uri, host, port, workers, token, log_level, **limits)
 
 
 if __name__ == '__main__':

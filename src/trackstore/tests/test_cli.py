@@ -91,7 +91,8 @@ class CLI(unittest.TestCase):
         self.assertIn('unknown scheme', bad.stderr)
 
     def test_demo(self):
-        proc = self.run_cli('demo', '--customers', '40', '--days', '3')
+        proc = self.run_cli('demo', '--customers', '40', '--days', '3',
+                            '--no-serve')
         out = proc.stdout
         self.assertTrue(os.path.exists(
             os.path.join(self.dir, 'var', 'trackstore.fs')))
@@ -100,7 +101,8 @@ class CLI(unittest.TestCase):
         self.assertRegex(out, r'\d+ hits read: \d+ stored')
         self.assertIn('collecting', out)
         # a second demo finds everything stored already
-        again = self.run_cli('demo', '--customers', '40', '--days', '3')
+        again = self.run_cli('demo', '--customers', '40', '--days', '3',
+                             '--no-serve')
         self.assertRegex(again.stdout, r'hits read: 0 stored')
 
     def test_python_m_trackstore(self):
