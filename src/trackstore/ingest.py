@@ -310,6 +310,12 @@ class Loader:
             rejects.close()
         report.rejected = rejects.count
         report.reject_reasons = dict(rejects.reasons)
+        if rejects.count:
+            # Kept with the other counts over all loads (the dashboard
+            # shows them); a load run again counts its rejects again,
+            # as it counts its duplicates.
+            self.writer.run(lambda storage: hit_state(storage).add_totals(
+                {'rejected': rejects.count}))
         if not rejects.count:
             report.rejects_path = None
         report.conflicts = self.writer.conflicts - conflicts

@@ -15,34 +15,14 @@ import unittest
 
 import orjson
 
-from trackstore.clickstream.dao import ClickstreamDao
-from trackstore.db import get_storage
-from trackstore.db import open_db
 from trackstore.ingest import SLOW_COMMIT_ENV
 from trackstore.ingest import ingest
 from trackstore.sessions.generate import generate
 from trackstore.tests import TRACKSTORE
 from trackstore.tests import python_env
+from trackstore.tests import visits_at
 from trackstore.tests.layers import ZEOServer
 from trackstore.tests.layers import pg_database_for
-
-
-def visits(uri):
-    """The stored visits as (id, client, user, hit ids), sorted: what
-    must not depend on how the hits got in."""
-    db = open_db(uri)
-    try:
-        conn = db.open()
-        try:
-            dao = ClickstreamDao(get_storage(conn))
-            return sorted(
-                (s['session_id'], s['search_meta']['client'], s['user_id'],
-                 tuple(e['event_id'] for e in s['events']))
-                for s in dao.iter_records())
-        finally:
-            conn.close()
-    finally:
-        db.close()
 
 
 def wait_for(condition, process=None, timeout=120):
@@ -107,7 +87,7 @@ class Kills(Base):
         code, out, err = self.finish(self.start(uri, *args))
         self.assertEqual(code, 0, err)
         self.assertGreater(orjson.loads(out)['duplicates'], 0)
-        self.assertEqual(visits(uri), visits(self.clean))
+        self.assertEqual(visits_at(uri), visits_at(self.clean))
 
 
 class Racing(Base):
@@ -136,10 +116,10 @@ class Racing(Base):
 
     def check(self, uri):
         self.race(uri, self.halves())
-        self.assertEqual(visits(uri), visits(self.clean))
+        self.assertEqual(visits_at(uri), visits_at(self.clean))
         first, second = self.race(uri, [self.hits, self.hits])
         self.assertEqual(first['stored'] + second['stored'], 0)
-        self.assertEqual(visits(uri), visits(self.clean))
+        self.assertEqual(visits_at(uri), visits_at(self.clean))
 
     def test_zeo(self):
         server = ZEOServer(os.path.join(self.dir, 'zeo.fs')).start()
@@ -167,7 +147,7 @@ class ServerAway(Base):
         code, out, err = self.finish(proc)
         self.assertEqual(code, 0, err)
         server.stop()
-        self.assertEqual(visits('file://' + path), visits(self.clean))
+        self.assertEqual(visits_at('file://' + path), visits_at(self.clean))
 
     def test_server_that_stays_away(self):
         path = os.path.join(self.dir, 'zeo.fs')

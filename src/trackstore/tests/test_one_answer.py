@@ -22,6 +22,8 @@ from trackstore.sessions import sessionize
 from trackstore.storage import TrackingStorage
 from trackstore.tests import TRACKSTORE
 from trackstore.tests import python_env
+from trackstore.tests import stored_visits
+from trackstore.tests import visits_at
 
 
 T0 = 1651104000.0   # 2022-04-28T00:00:00Z
@@ -34,16 +36,6 @@ def expected(hits):
         (stored_session_id(s), s.client, s.user_id, tuple(
             h.idkey for h in s.hits))
         for s in sessionize(hits, rules=RULES))
-
-
-def stored(storage):
-    result = []
-    for session in ClickstreamDao(storage).iter_records():
-        result.append((
-            session['session_id'], session['search_meta']['client'],
-            session['user_id'],
-            tuple(e['event_id'] for e in session['events'])))
-    return sorted(result)
 
 
 @st.composite
@@ -90,14 +82,14 @@ class OneAnswer(unittest.TestCase):
                       for _ in range(loads - 1))
         bounds = [0] + cuts + [len(hits)]
         parts = [shuffled[a:b] for a, b in zip(bounds, bounds[1:])]
-        self.assertEqual(stored(load_in_parts(parts)),
+        self.assertEqual(stored_visits(load_in_parts(parts)),
                          expected(hits))
 
-    def test_a_later_login_stitches_what_was_stored(self):
+    def test_a_later_login_stitches_what_was_stored_visits(self):
         anonymous = make_hit(1, T0, session_stamp='s1')
         login = make_hit(2, T0 + 60, customer='c1', session_stamp='s1')
         storage = load_in_parts([[anonymous], [login]])
-        users = {s[1]: s[2] for s in stored(storage)}
+        users = {s[1]: s[2] for s in stored_visits(storage)}
         self.assertEqual(users, {'a:s1': 'c1', 'c:c1': 'c1'})
 
     def test_an_earlier_hit_changes_the_owner(self):
@@ -106,16 +98,16 @@ class OneAnswer(unittest.TestCase):
         late = make_hit(1, T0 + 60, session_stamp='s1', client_id='k1')
         early = make_hit(2, T0, session_stamp='s1', client_id='k2')
         storage = load_in_parts([[late], [early]])
-        self.assertEqual(stored(storage), expected([late, early]))
-        self.assertEqual([s[1] for s in stored(storage)], ['a:k2'])
+        self.assertEqual(stored_visits(storage), expected([late, early]))
+        self.assertEqual([s[1] for s in stored_visits(storage)], ['a:k2'])
 
     def test_a_hit_bridging_two_visits_merges_them(self):
         first = make_hit(1, T0, customer='c1')
         last = make_hit(3, T0 + 50 * 60, customer='c1')
         bridge = make_hit(2, T0 + 25 * 60, customer='c1')
         storage = load_in_parts([[first, last], [bridge]])
-        self.assertEqual(len(stored(storage)), 1)
-        self.assertEqual(stored(storage)[0][3], ('1', '2', '3'))
+        self.assertEqual(len(stored_visits(storage)), 1)
+        self.assertEqual(stored_visits(storage)[0][3], ('1', '2', '3'))
         self.assertEqual(len(storage), 1)
 
 
@@ -145,11 +137,11 @@ class Released(unittest.TestCase):
         hits = [make_hit(n, T0 + n * 60, customer='c1')
                 for n in range(5)]
         store_hits(storage, hits, RULES)
-        before = stored(storage)
+        before = stored_visits(storage)
         counts = store_hits(storage, hits, RULES)
         self.assertEqual(counts['stored'], 0)
         self.assertEqual(counts['duplicates'], 5)
-        self.assertEqual(stored(storage), before)
+        self.assertEqual(stored_visits(storage), before)
 
 
 class ShuffledFile(unittest.TestCase):
@@ -198,17 +190,4 @@ class ShuffledFile(unittest.TestCase):
             env=python_env(), cwd=self.tmp)
         self.assertEqual(
             self.run_cli('metrics', '--json', '--db', three), metrics[0])
-        self.assertEqual(self.visits(three), self.visits(one))
-
-    def visits(self, uri):
-        from trackstore.db import get_storage
-        from trackstore.db import open_db
-        db = open_db(uri)
-        try:
-            conn = db.open()
-            try:
-                return stored(get_storage(conn))
-            finally:
-                conn.close()
-        finally:
-            db.close()
+        self.assertEqual(visits_at(three), visits_at(one))
