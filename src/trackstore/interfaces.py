@@ -178,9 +178,12 @@ class IClickstreamDao(Interface):
         """Register a ``Session``; return it as a ``RegisteredSession``.
 
         The session joins the collecting batch (a new batch is opened when
-        none is collecting) with the batch's next ``session_number``,
-        1-based. When the id is already stored, the stored session is
-        returned unchanged, with its original batch and number.
+        none is collecting) with the next ``session_number`` of the
+        writer's block of numbers in that batch, 1-based: unique in the
+        batch, growing in the order one writer registers (concurrent
+        writers number from blocks of their own, so numbers may skip).
+        When the id is already stored, the stored session is returned
+        unchanged, with its original batch and number.
         """
 
     def update_session(session):

@@ -27,6 +27,7 @@ from trackstore.clickstream.records import BatchRecord
 from trackstore.clickstream.records import clickstream_records
 from trackstore.clickstream.records import slot
 from trackstore.clickstream.records import slot_range
+from trackstore.ids import ownerToken
 from trackstore.interfaces import IClickstreamBulkDao
 from trackstore.interfaces import ITrackingStorage
 
@@ -194,18 +195,15 @@ class ClickstreamDao:
         return batch
 
     def _allocate(self, batch, count):
-        """Take ``count`` session numbers of the batch; return the first.
-
-        Writing the batch record here is what makes concurrent
-        registrations conflict (see ``BatchRecord``).
-        """
-        first = batch.last_number + 1
-        batch.last_number += count
-        batch.session_counter += count
-        return first
+        """Take ``count`` session numbers of the batch; return the first
+        (from this writer's block, see ``BatchRecord``)."""
+        jar = getattr(self.storage, '_p_jar', None)
+        writer = ownerToken(jar) if jar is not None else ''
+        return batch.take(writer, count)
 
     def _stop_collecting(self, records, batch):
         records.collecting = None
+        batch.close()
         self.storage.stopRun(self.taskId, batch.run_id)
 
     def _save(self, records, items):
@@ -243,7 +241,7 @@ class ClickstreamDao:
         sid = data['session_id']
         del records.ids[sid]
         del records.numbers[slot(track.runId, data['session_number'])]
-        records.batches[track.runId].session_counter -= 1
+        records.batches[track.runId].counter.change(-1)
         client = client_of(data)
         if client is not None:
             kept = tuple(

@@ -24,6 +24,7 @@ There is one ``ClickstreamRecords`` per clickstream task in a storage,
 found with ``clickstream_records(storage, taskId)``: the one place that
 knows its annotation key.
 """
+from BTrees.Length import Length
 from BTrees.LLBTree import LLBTree
 from BTrees.LOBTree import LOBTree
 from BTrees.OLBTree import OLBTree
@@ -50,15 +51,41 @@ def slot_range(run_id):
     return run_id << NUMBER_BITS, (run_id << NUMBER_BITS) | NUMBER_MASK
 
 
+# Session numbers a writer takes from its batch at once. Writers
+# registering into one batch then write their own ``NumberBlock`` per
+# session and the batch itself once per block: four server workers
+# registering at once conflicted on 234-616 commits in 1,000 when each
+# registration wrote the batch.
+BLOCK_SIZE = 64
+
+
+class NumberBlock(Persistent):
+    """The session numbers ``next`` .. ``end - 1`` of a batch, handed
+    out by one writer (a connection: ``ids.ownerToken``).
+
+    A registration writes its writer's block, and releasing the batch
+    closes every block of it: so a registration racing a release
+    conflicts with it and lands in exactly one batch.
+    """
+
+    closed = False
+
+    def __init__(self, first, end):
+        self.next = first
+        self.end = end
+
+
 class BatchRecord(Persistent):
     """A batch of sessions; its id is the run id of the clickstream task.
 
-    There is deliberately no ``_p_resolveConflict``: every registration
-    writes ``last_number`` and ``session_counter`` here, so two
-    transactions registering into the same batch conflict and one of them
-    is retried. That makes session numbers unique and the counter exact,
-    and it makes a registration that races a release (which writes
-    ``status`` here too) land in exactly one batch.
+    Numbers are handed out in blocks (``NumberBlock``, one per writer
+    in ``blocks``): they are unique in the batch and grow in the order
+    each writer registers, but two writers' sessions interleave their
+    blocks, so numbers may skip. ``next_number`` is the first number no
+    block has. ``counter`` (a ``Length``, whose concurrent changes
+    merge) is the number of sessions in the batch now. There is
+    deliberately no ``_p_resolveConflict``: taking a block and leaving
+    ``collecting`` both write this record, so they conflict.
     """
 
     status = 'collecting'
@@ -68,11 +95,31 @@ class BatchRecord(Persistent):
     def __init__(self, run_id, created_at):
         self.run_id = run_id
         self.created_at = created_at
-        # The highest number handed out; numbers are never reused, even
-        # when a session leaves the batch.
-        self.last_number = 0
-        # The number of sessions in the batch now.
-        self.session_counter = 0
+        self.next_number = 1
+        self.counter = Length()
+        self.blocks = OOBTree()
+
+    @property
+    def session_counter(self):
+        return self.counter()
+
+    def take(self, writer, count):
+        """``count`` consecutive numbers for ``writer``; the first."""
+        block = self.blocks.get(writer)
+        if block is None or block.closed or block.end - block.next < count:
+            first = self.next_number
+            self.next_number = first + max(count, BLOCK_SIZE)
+            block = self.blocks[writer] = NumberBlock(
+                first, self.next_number)
+        first = block.next
+        block.next += count
+        self.counter.change(count)
+        return first
+
+    def close(self):
+        """No more numbers from this batch's blocks."""
+        for block in self.blocks.values():
+            block.closed = True
 
     def __repr__(self):
         return '<BatchRecord %s %s, %s sessions>' % (
