@@ -43,29 +43,6 @@ def _open_db(uri, create=True):
             logger.setLevel(level)
 
 
-def _plain_malloc():
-    """Run this process again with ``PYTHONMALLOC=malloc``, once.
-
-    A load allocates millions of short-lived small objects per commit
-    while a few survive (open sessions, identities). Python's small
-    object allocator keeps an arena as long as one object in it lives,
-    so with it peak RSS grew with the input (about 60 MB per 100,000
-    hits, measured); with the C allocator (and ``malloc_trim`` after each
-    commit) it stays flat, at the same speed. The variable only works
-    at start-up, hence the re-exec.
-    """
-    if os.environ.get('PYTHONMALLOC') or os.name != 'posix':
-        return
-    env = dict(os.environ, PYTHONMALLOC='malloc')
-    # A script made by buildout sets its paths in the script itself, not
-    # in the interpreter: hand them on, or the new process finds nothing.
-    env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable,
-              [sys.executable, '-m', 'trackstore'] + sys.argv[1:], env)
-
-
 def _timeout(value):
     from trackstore.sessions import parse_duration
     try:
@@ -277,10 +254,11 @@ class _LargeRecords:
 @click.option('--timeout', default='30m', show_default=True,
               help='session timeout (30m, 1800s, 1h, ...)')
 @click.option('--batch-size', type=click.IntRange(1), default=None,
-              help='hits per commit (default 20,000)')
+              help='hits per commit, rounded up to whole clients '
+                   '(default 50,000)')
 @click.option('--rejects', type=click.Path(dir_okay=False), default=None,
               help='rejects file (default: beside the database)')
-@click.option('--memory', default='256M', show_default=True,
+@click.option('--memory', default='192M', show_default=True,
               help='hits held in memory before sorted runs spill to disk '
                    '(bytes; K, M, G)')
 @click.option('--follow', is_flag=True,
@@ -318,7 +296,6 @@ def ingest_command(source, uri, timeout, batch_size, rejects, memory,
     from rich.console import Console
     _check_input(source)
     reader = _reader_options(format, min_time, max_time, max_hit_size)
-    _plain_malloc()
     console = Console(stderr=True)
     if progress is None:
         progress = console.is_terminal
@@ -388,28 +365,6 @@ def read_metrics(uri, include_anonymous=False):
         db.close()
 
 
-def metrics_table(result):
-    from rich.table import Table
-    table = Table(title='Order metrics (%d ordering sessions, %d customers)'
-                  % (result['ordering_sessions'],
-                     result['customers_with_orders']))
-    table.add_column('per ordering session')
-    for col in ('median', 'p25', 'p75', 'p90', 'mean'):
-        table.add_column(col, justify='right')
-
-    def fmt(v):
-        return '-' if v is None else '%.2f' % v
-
-    for label, key in (
-            ('sessions before the order', 'visits_before_order'),
-            ('minutes in those sessions',
-             'session_duration_minutes_before_order')):
-        s = result[key]
-        table.add_row(label, fmt(s['p50']), fmt(s['p25']), fmt(s['p75']),
-                      fmt(s['p90']), fmt(s['mean']))
-    return table
-
-
 @main.command('metrics')
 @click.option('--db', 'uri', default=None, help=DB_HELP)
 @click.option('--json', 'as_json', is_flag=True, help='print JSON')
@@ -423,6 +378,8 @@ def metrics_command(uri, as_json, include_anonymous):
             result, option=orjson.OPT_INDENT_2).decode())
         return
     from rich.console import Console
+
+    from trackstore.tables import metrics_table
     Console().print(metrics_table(result))
 
 
@@ -447,7 +404,7 @@ def demo_command(uri, customers, days, seed, serve, port):
 
     from trackstore import demo
     console = Console()
-    demo.run(console, uri, customers, days, seed, run_ingest)
+    demo.run(console, uri, customers, days, seed, run_ingest, _open_db)
     if serve:
         console.print('the dashboard of the demo data: %s (Ctrl-C stops)'
                       % _address('127.0.0.1', port))

@@ -23,6 +23,8 @@ The state this needs is one ``HitState`` per storage, found with
 ``hit_state(storage)``.
 """
 from BTrees.OOBTree import OOBTree
+from BTrees.OOBTree import OOSet
+from BTrees.OOBTree import difference
 from persistent import Persistent
 from zope.interface import implementer
 
@@ -142,14 +144,15 @@ def _new_hits(state, hits):
     for hit in hits:
         # The first of the hits with one id wins.
         keyed.setdefault(id_key(hit.idkey), hit)
-    new = set(keyed)
-    # Segment by segment: a loop of C lookups instead of a Python call
-    # per hit and segment.
+    new = OOSet(sorted(keyed))
+    # One merge walk per segment, in C: a commit's ids are a large
+    # sample of the whole id range, so walking each segment once reads
+    # no more buckets than looking every id up, at a fraction of the
+    # calls.
     for segment in state.ids.segments:
-        contains = segment.__contains__
-        new.difference_update([key for key in new if contains(key)])
+        new = difference(new, segment)
     if new:
-        state.ids.add(sorted(new))
+        state.ids.add(list(new))
     return [hit for key, hit in keyed.items() if key in new]
 
 

@@ -46,7 +46,11 @@ from trackstore.sessions.sort import HitSorter
 from trackstore.sessions.sort import group_of
 
 
-DEFAULT_BATCH_SIZE = 20000
+# Hits per commit: a commit rewrites the buckets its hits touch in the
+# client, identity and id maps, so larger commits write each bucket for
+# more hits (50,000 loaded 443,000 hits 15% faster than 20,000, at
+# 360 MB peak for 1M hits with the default memory budget).
+DEFAULT_BATCH_SIZE = 50000
 DEFAULT_TIMEOUT = 30 * 60.0
 # Tests slow commits down with this variable so that a SIGKILL surely
 # lands in the middle of a load; a float of seconds to sleep per commit.
@@ -65,8 +69,9 @@ _MALLOC_TRIM = _load_libc_trim()
 
 
 def _trim():
-    """Give freed memory back to the system (glibc only; see
-    ``PLAIN_MALLOC_ENV`` in cli.py for why)."""
+    """Give freed memory back to the system after a commit (glibc only):
+    a commit's pickles and buckets are large blocks from malloc, which
+    would otherwise keep the peak of the largest commit."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
 

@@ -126,6 +126,20 @@ class BatchRecord(Persistent):
             self.run_id, self.status, self.session_counter)
 
 
+class SessionIds(OLBTree):
+    """Session id -> track id. Concurrent inserts into one bucket merge
+    (BTrees resolve them) unless the bucket splits, and a split is a
+    conflict: larger leaves split less often (ids of ~40 bytes, so a
+    bucket rewrite stays near 10 KB)."""
+    max_leaf_size = 250
+
+
+class Slots(LLBTree):
+    """Slot -> track id; 16 bytes an entry, so large leaves are cheap
+    to rewrite and rarely split under concurrent writers."""
+    max_leaf_size = 500
+
+
 class ClickstreamRecords(Persistent):
     """The clickstream's indexes and batches (see the module docstring).
 
@@ -138,8 +152,8 @@ class ClickstreamRecords(Persistent):
     collecting = None
 
     def __init__(self):
-        self.ids = OLBTree()
-        self.numbers = LLBTree()
+        self.ids = SessionIds()
+        self.numbers = Slots()
         self.clients = OOBTree()
         self.batches = LOBTree()
         self.releases = OLBTree()

@@ -42,22 +42,32 @@ from trackstore.sessions.identities import MAX_ID
 COLLECTING = 'collecting'
 
 
-def _object_id(hit):
-    """What a hit is about: its product, page or order (or '')."""
-    event = hit.event
-    for name in ('product', 'page', 'order'):
-        value = event.get(name)
-        if value is not None:
-            return value if value.__class__ is str else str(value)
-    return ''
-
-
-def _meta(hit):
-    meta = {'ts': hit.us / US}
-    for k, v in hit.event.items():
-        if k not in COMMON:
-            meta[k] = v
-    return meta
+def stored_events(hits, stamp=None):
+    """The events of a session's hits as the DAO stores them: the hit
+    id, its product, page or order (or ''), its type and second, and a
+    meta of the exact time (``ts``), the type's own fields and the hit's
+    session stamp where it is not ``stamp``. One loop over each event's
+    fields: this runs once for every hit loaded."""
+    events = []
+    for hit in hits:
+        us = hit.us
+        meta = {'ts': us / US}
+        for key, value in hit.event.items():
+            if key not in COMMON:
+                meta[key] = value
+        if stamp is not None and hit.stamp != stamp:
+            meta['stamp'] = hit.stamp
+        about = meta.get('product')
+        if about is None:
+            about = meta.get('page')
+            if about is None:
+                about = meta.get('order')
+        events.append({
+            'event_id': hit.idkey,
+            'object_id': '' if about is None else (
+                about if about.__class__ is str else str(about)),
+            'event_type': hit.type, 'created_at': us // US, 'meta': meta})
+    return events
 
 
 def to_clickstream_records(session, session_id=None):
@@ -71,8 +81,17 @@ def to_clickstream_records(session, session_id=None):
     cannot differ; the bulk loader stores these directly
     (``ClickstreamDao.store_session_records``).
     """
-    hits = session.hits
     sid = session.session_id if session_id is None else session_id
+    data = session_fields(session, sid)
+    events = stored_events(session.hits)
+    for event in events:
+        event['session_id'] = sid
+    return data, events
+
+
+def session_fields(session, sid):
+    """The ``Session`` fields of a closed session, stored as ``sid``."""
+    hits = session.hits
     query = None
     orders = 0
     for hit in hits:
@@ -94,12 +113,7 @@ def to_clickstream_records(session, session_id=None):
         'user_id': session.user_id, 'is_irrelevant': False,
         'is_payload_search': False,
     }
-    events = [{
-        'event_id': hit.idkey, 'session_id': sid,
-        'object_id': _object_id(hit), 'event_type': hit.type,
-        'created_at': hit.us // US, 'meta': _meta(hit),
-    } for hit in hits]
-    return data, events
+    return data
 
 
 def to_clickstream(session):
@@ -132,15 +146,10 @@ def stored_session_id(closed):
 
 
 def visit_records(closed):
-    """The ``(session, events)`` dicts a ``ClosedSession`` is stored as;
-    an event's meta carries the hit's stamp when it is not the visit's.
-    """
-    data, events = to_clickstream_records(closed, stored_session_id(closed))
-    stamp = closed.stamp
-    for event, hit in zip(events, closed.hits):
-        if hit.stamp != stamp:
-            event['meta']['stamp'] = hit.stamp
-    return data, events
+    """The ``(session fields, stored events)`` a ``ClosedSession`` is
+    stored as."""
+    data = session_fields(closed, stored_session_id(closed))
+    return data, stored_events(closed.hits, closed.stamp)
 
 
 def hits_of(data):
