@@ -242,16 +242,23 @@ def generate(target, workdir, seed=2):
 
 
 def shuffled(path):
-    """A copy of ``path`` with its lines in random order (as ``shuf``)."""
-    import random
+    """A copy of ``path`` with its lines in random order (as ``shuf``),
+    made in a child process: on Linux a child's peak RSS starts at its
+    parent's size when it was forked, so this driver must stay small."""
     out = path.replace('.jsonl', '-shuffled.jsonl')
     if not os.path.exists(out):
-        with open(path, 'rb') as f:
-            lines = f.read().splitlines(True)
-        random.Random(7).shuffle(lines)
-        with open(out, 'wb') as f:
-            f.writelines(lines)
+        subprocess.run([sys.executable, os.path.abspath(__file__),
+                        '--shuffle', path, out], check=True)
     return out
+
+
+def shuffle_file(path, out):
+    import random
+    with open(path, 'rb') as f:
+        lines = f.read().splitlines(True)
+    random.Random(7).shuffle(lines)
+    with open(out, 'wb') as f:
+        f.writelines(lines)
 
 
 def main(argv=None):
@@ -266,7 +273,11 @@ def main(argv=None):
                         help='use this hit file instead of generating one')
     parser.add_argument('--run', nargs=3, metavar=('NAME', 'FILE', 'DIR'),
                         help=argparse.SUPPRESS)
+    parser.add_argument('--shuffle', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.shuffle:
+        shuffle_file(*args.shuffle)
+        return
     if args.run:
         name, path, wd = args.run
         WORKLOADS[name](path, wd)
@@ -285,15 +296,20 @@ def main(argv=None):
         if size != sizes[0]:
             wanted = args.big_only.split(',')
             names = [n for n in names if n in wanted]
+        last = size == sizes[-1] or args.file
+        # On the last size the sorted load's database is kept, and a
+        # second file of other hits (another seed) is loaded on top.
+        keep = tempfile.mkdtemp(prefix='bench-', dir=workdir) \
+            if last else None
         for order, source in (('sorted', path), ('shuffled',
                                                  shuffled(path))):
             for name in names:
-                rows.append(run_one(name, order, source, lines, workdir))
-        if size == sizes[-1] or args.file:
-            # The second load: other hits (another seed) on top.
+                mine = keep if (name, order) == ('trackstore',
+                                                 'sorted') else None
+                rows.append(run_one(name, order, source, lines, workdir,
+                                    mine))
+        if last:
             second, more = generate(size, workdir, seed=3)
-            keep = tempfile.mkdtemp(prefix='bench-', dir=workdir)
-            run_one('trackstore', 'first', path, lines, workdir, keep)
             rows.append(run_one('trackstore', 'second load', second, more,
                                 workdir, keep))
             shutil.rmtree(keep, ignore_errors=True)

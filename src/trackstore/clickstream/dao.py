@@ -198,12 +198,19 @@ class ClickstreamDao:
         """Take ``count`` session numbers of the batch; return the first
         (from this writer's block, see ``BatchRecord``)."""
         jar = getattr(self.storage, '_p_jar', None)
-        writer = ownerToken(jar) if jar is not None else ''
-        return batch.take(writer, count)
+        if jar is None:
+            return batch.take('', count)
+        if batch._p_jar is jar:
+            # A release committed before this transaction does must make
+            # it retry (see BatchRecord); a batch opened by this
+            # transaction is written by it anyway. A ghost still carries
+            # the serial it had before it was invalidated: load it first.
+            batch._p_activate()
+            jar.readCurrent(batch)
+        return batch.take(ownerToken(jar), count)
 
     def _stop_collecting(self, records, batch):
         records.collecting = None
-        batch.close()
         self.storage.stopRun(self.taskId, batch.run_id)
 
     def _save(self, records, items):

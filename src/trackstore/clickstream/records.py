@@ -61,14 +61,7 @@ BLOCK_SIZE = 64
 
 class NumberBlock(Persistent):
     """The session numbers ``next`` .. ``end - 1`` of a batch, handed
-    out by one writer (a connection: ``ids.ownerToken``).
-
-    A registration writes its writer's block, and releasing the batch
-    closes every block of it: so a registration racing a release
-    conflicts with it and lands in exactly one batch.
-    """
-
-    closed = False
+    out by one writer (a connection: ``ids.ownerToken``)."""
 
     def __init__(self, first, end):
         self.next = first
@@ -83,9 +76,15 @@ class BatchRecord(Persistent):
     each writer registers, but two writers' sessions interleave their
     blocks, so numbers may skip. ``next_number`` is the first number no
     block has. ``counter`` (a ``Length``, whose concurrent changes
-    merge) is the number of sessions in the batch now. There is
-    deliberately no ``_p_resolveConflict``: taking a block and leaving
-    ``collecting`` both write this record, so they conflict.
+    merge) is the number of sessions in the batch now.
+
+    A registration asks its connection to check, at commit, that this
+    record is still the one it read (``readCurrent``): a release that
+    committed meanwhile makes it retry, so it lands in exactly one
+    batch, while releases themselves never wait for registrations (they
+    would starve: writers commit every few milliseconds). There is
+    deliberately no ``_p_resolveConflict``: two writers taking blocks
+    at once both write ``next_number`` and one retries.
     """
 
     status = 'collecting'
@@ -106,7 +105,7 @@ class BatchRecord(Persistent):
     def take(self, writer, count):
         """``count`` consecutive numbers for ``writer``; the first."""
         block = self.blocks.get(writer)
-        if block is None or block.closed or block.end - block.next < count:
+        if block is None or block.end - block.next < count:
             first = self.next_number
             self.next_number = first + max(count, BLOCK_SIZE)
             block = self.blocks[writer] = NumberBlock(
@@ -115,11 +114,6 @@ class BatchRecord(Persistent):
         block.next += count
         self.counter.change(count)
         return first
-
-    def close(self):
-        """No more numbers from this batch's blocks."""
-        for block in self.blocks.values():
-            block.closed = True
 
     def __repr__(self):
         return '<BatchRecord %s %s, %s sessions>' % (

@@ -1069,9 +1069,18 @@ class ConflictTests(FileStorageTestCase):
         self.assertEqual(dao.get_batch('2').status, 'collecting')
 
     def test_release_during_a_registration(self):
-        dao = self.race(
-            lambda d: d.release_batch('r1'),
-            lambda d: d.register_session(session('a')))
+        # The registration commits first: the release does not wait for
+        # it (it would starve under writers that commit every few
+        # milliseconds) and releases the batch with the session in it.
+        (tm1, tm2), (dao1, dao2) = self.tms, self.daos
+        tm1.begin()
+        tm2.begin()
+        dao1.release_batch('r1')
+        dao2.register_session(session('a'))
+        tm2.commit()
+        tm1.commit()
+        tm1.begin()
+        dao = dao1
         self.assertEqual(dao.get_session('a').batch_id, '1')
         self.assertEqual(dao.get_batch('1').session_counter, 4)
         self.assertEqual(dao.get_batch('1').status, 'released')
@@ -1137,7 +1146,10 @@ class ConcurrencyTests(FileStorageTestCase):
                 with Writer(self.db, attempts=10_000) as w:
                     i = 0
                     while not done.is_set():
-                        time.sleep(0.1)
+                        # Often enough that several releases land while
+                        # the writers register (they no longer take turns
+                        # on the batch, and finish in a second or two).
+                        time.sleep(0.02)
                         i += 1
                         batch = w.run(lambda s: ClickstreamDao(
                             s).release_batch('r%d' % i))
