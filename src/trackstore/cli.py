@@ -4,6 +4,7 @@ Each command parses its options, calls one function and formats the
 answer; the work is done in ``trackstore.ingest``, ``trackstore.metrics``
 and ``trackstore.sessions``.
 """
+import contextlib
 import os
 import sys
 
@@ -22,22 +23,29 @@ def _open_db(uri, create=True):
     """Open the database of ``--db``; ``create=False`` for commands that
     only read. Any failure is one line that names the option, and exit
     status 1."""
-    import logging
-
     from trackstore.db import TrackstoreDBError
     from trackstore.db import open_db
 
-    # ZEO and RelStorage log a failed connection themselves (with a
-    # traceback, through logging's last-resort handler); our message
-    # says it once, so keep them quiet while we open.
-    loggers = [logging.getLogger(name) for name in ('ZEO', 'relstorage')]
+    with _quiet_storages():
+        try:
+            return open_db(uri, create=create)
+        except TrackstoreDBError as e:
+            raise click.ClickException('--db: %s' % (e,))
+
+
+@contextlib.contextmanager
+def _quiet_storages():
+    """ZEO, RelStorage and the transaction package log a lost server
+    themselves (with tracebacks, through logging's last-resort handler);
+    our message says it once, so keep them quiet meanwhile."""
+    import logging
+    loggers = [logging.getLogger(name)
+               for name in ('ZEO', 'relstorage', 'txn')]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
+        logger.setLevel(logging.CRITICAL + 1)
     try:
-        return open_db(uri, create=create)
-    except TrackstoreDBError as e:
-        raise click.ClickException('--db: %s' % (e,))
+        yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
@@ -142,12 +150,17 @@ def run_ingest(source, uri, timeout, batch_size=None, rejects=None,
         kw = dict(timeout=timeout,
                   batch_size=batch_size or DEFAULT_BATCH_SIZE,
                   rejects=rejects, **options)
-        if bar is None:
-            return ingest(source, db, **kw)
-        label = 'stdin' if source == '-' else os.path.basename(source)
-        with _Bar(bar, label) as progress:
-            return ingest(source, db, progress=progress, **kw)
-    except (ValueError, DatabaseGone) as e:
+        with _quiet_storages():
+            if bar is None:
+                return ingest(source, db, **kw)
+            label = 'stdin' if source == '-' else os.path.basename(source)
+            with _Bar(bar, label) as progress:
+                return ingest(source, db, progress=progress, **kw)
+    except DatabaseGone as e:
+        raise click.ClickException(
+            '%s; run the same command again when it is back: what was '
+            'stored stays, the rest is loaded' % (e,))
+    except ValueError as e:
         raise click.ClickException(str(e))
     finally:
         db.close()

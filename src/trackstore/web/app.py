@@ -25,7 +25,7 @@ STATIC = importlib.resources.files('trackstore.web') / 'static'
 
 DESCRIPTION = """\
 The clickstream API of the search product (sessions, events, batches),
-seed 002's order metrics, raw hits in, and a dashboard at `/`.
+the order metrics, raw hits in, and a dashboard at `/`.
 With a token, every route but `/health` needs `Authorization: Bearer`.
 """
 

@@ -58,7 +58,7 @@ def dashboard(app):
 @router.get('/metrics/orders', response_model=OrderMetrics)
 def get_order_metrics(request: Request,
                       include_anonymous: bool = Query(False)):
-    """Sessions and minutes before an order: seed 002's medians (minutes
+    """Sessions and minutes before an order: the medians (minutes
     truly in minutes), the count and the percentiles."""
     return answer(request, order_metrics(request.app, include_anonymous))
 

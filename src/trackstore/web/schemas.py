@@ -107,7 +107,7 @@ class Percentiles(BaseModel):
 
 
 class OrderMetrics(BaseModel):
-    """GET /metrics/orders: seed 002's two keys, minutes in minutes."""
+    """GET /metrics/orders: the two median keys, minutes in minutes."""
 
     median_visits_before_order: float | None
     median_session_duration_minutes_before_order: float | None
