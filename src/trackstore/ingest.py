@@ -350,22 +350,29 @@ class Loader:
 
 class _Stream:
     """The streaming sessionizer of a live load: hits go in as they
-    come; each ``batch_size`` hits, the hits of the proto-sessions it
-    closed are stored (``store_hits``) in one transaction with the
-    engine's open state, so a restart loses none."""
+    come; each ``batch_size`` hits, or each ``COMMIT_EVERY`` seconds
+    when hits come slowly, the hits of the proto-sessions it closed are
+    stored (``store_hits``) in one transaction with the engine's open
+    state, so a restart loses none."""
+
+    # A live stream's sessions should reach the store within seconds,
+    # not when 50,000 more hits have come.
+    COMMIT_EVERY = 5.0
 
     def __init__(self, loader):
         self.loader = loader
         self.pending = 0
         self.engine = None
         self.closer = CollectingCloser()
+        self.due = time.monotonic() + self.COMMIT_EVERY
 
     def add(self, hit, report):
         if self.engine is None:
             self.engine = self.loader.writer.run(self._engine)
         self.engine.add(hit)
         self.pending += 1
-        if self.pending >= self.loader.batch_size:
+        if (self.pending >= self.loader.batch_size
+                or time.monotonic() >= self.due):
             self._commit(report)
 
     def finish(self, report):
@@ -403,6 +410,7 @@ class _Stream:
             raise
         self.closer.sessions = []
         self.pending = 0
+        self.due = time.monotonic() + self.COMMIT_EVERY
 
 
 def ingest(source, db, timeout=DEFAULT_TIMEOUT,
