@@ -42,6 +42,16 @@ _INT64_MIN = -2 ** 63
 _INT64_MAX = 2 ** 63 - 1
 
 
+class IdSet(Segmented):
+    """The hit ids: a segmented set whose segments stop merging at
+    262,144 keys (size class 6). Duplicates are found by walking every
+    segment once per commit anyway, so more segments cost little; an
+    unbounded merge of 4M ids held them all in memory and wrote them in
+    one commit (711 MB peak and an 85 MB commit at 4M hits)."""
+
+    MAX_LEVEL = 6
+
+
 class HitState(Persistent):
     """What the hit path keeps in a storage:
 
@@ -66,7 +76,7 @@ class HitState(Persistent):
     generation = 0
 
     def __init__(self):
-        self.ids = Segmented()
+        self.ids = IdSet()
         self.owners = OOBTree()
         self.customers = OOBTree()
         self.totals = OOBTree()

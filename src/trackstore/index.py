@@ -94,6 +94,10 @@ class Segmented(Persistent):
     """
 
     FANOUT = 8
+    # Segments of this size class and above are never merged (None: no
+    # limit). A merge holds all its keys in memory and writes them in
+    # one commit, so a cap bounds both, at the price of more segments.
+    MAX_LEVEL = None
     segmentFactory = IndexSet
 
     def __init__(self):
@@ -148,8 +152,9 @@ class Segmented(Persistent):
             byLevel = {}
             for i, size in enumerate(sizes):
                 byLevel.setdefault(self.level(size), []).append(i)
-            full = [group for group in byLevel.values()
-                    if len(group) >= self.FANOUT]
+            full = [group for level, group in byLevel.items()
+                    if len(group) >= self.FANOUT and (
+                        self.MAX_LEVEL is None or level < self.MAX_LEVEL)]
             if not full:
                 break
             group = full[0]
