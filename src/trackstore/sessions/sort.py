@@ -79,12 +79,16 @@ class HitSorter:
         self.held.sort(key=sort_key)
         path = os.path.join(self._tmp.name, 'run-%d' % len(self.runs))
         with open(path, 'wb') as out:
-            rows = [(sort_key(h), h.to_row()) for h in self.held]
-            # marshal: the rows are plain values of our own making, in a
-            # file of our own, and marshal writes and reads them about
-            # twice as fast as pickle.
-            for start in range(0, len(rows), BLOCK):
-                block = marshal.dumps(rows[start:start + BLOCK])
+            held = self.held
+            # A block of rows at a time: all the rows at once would
+            # double the memory the held hits take.
+            for start in range(0, len(held), BLOCK):
+                rows = [(sort_key(h), h.to_row())
+                        for h in held[start:start + BLOCK]]
+                # marshal: the rows are plain values of our own making,
+                # in a file of our own, and marshal writes and reads
+                # them about twice as fast as pickle.
+                block = marshal.dumps(rows)
                 out.write(len(block).to_bytes(8, 'big'))
                 out.write(block)
         self.runs.append(path)
