@@ -71,9 +71,6 @@ class HitState(Persistent):
     """
 
     engine = None
-    # Bumped by every commit of a stream: a loader whose engine was read
-    # at another generation must read it again.
-    generation = 0
 
     def __init__(self):
         self.ids = IdSet()
