@@ -198,16 +198,7 @@ class ClickstreamDao:
         """Take ``count`` session numbers of the batch; return the first
         (from this writer's block, see ``BatchRecord``)."""
         jar = getattr(self.storage, '_p_jar', None)
-        if jar is None:
-            return batch.take('', count)
-        if batch._p_jar is jar:
-            # A release committed before this transaction does must make
-            # it retry (see BatchRecord); a batch opened by this
-            # transaction is written by it anyway. A ghost still carries
-            # the serial it had before it was invalidated: load it first.
-            batch._p_activate()
-            jar.readCurrent(batch)
-        return batch.take(ownerToken(jar), count)
+        return batch.take('' if jar is None else ownerToken(jar), count)
 
     def _stop_collecting(self, records, batch):
         records.collecting = None
@@ -454,7 +445,7 @@ class ClickstreamDao:
         if records.collecting is None:
             return None
         batch = records.batches[records.collecting]
-        batch.status = SessionBatchStatus.released.value
+        batch.close(SessionBatchStatus.released.value)
         batch.release_id = release_id
         batch.released_at = now()
         records.releases[release_id] = batch.run_id
@@ -472,7 +463,7 @@ class ClickstreamDao:
             return None
         if run_id == records.collecting:
             if status != COLLECTING:
-                batch.status = status
+                batch.close(status)
                 self._stop_collecting(records, batch)
         elif status == COLLECTING:
             # Its run is stopped and another batch may be collecting:

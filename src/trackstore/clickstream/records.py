@@ -30,6 +30,7 @@ from BTrees.LOBTree import LOBTree
 from BTrees.OLBTree import OLBTree
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
+from ZODB.POSException import ConflictError
 
 
 ANNOTATION_KEY = 'trackstore.clickstream'
@@ -61,11 +62,31 @@ BLOCK_SIZE = 64
 
 class NumberBlock(Persistent):
     """The session numbers ``next`` .. ``end - 1`` of a batch, handed
-    out by one writer (a connection: ``ids.ownerToken``)."""
+    out by one writer (a connection: ``ids.ownerToken``).
+
+    Two transactions write a block: its writer's registrations, which
+    advance ``next``, and the end of its batch's collecting, which sets
+    ``closed`` (see ``BatchRecord.close``); two registrations of one
+    writer never run at once. So a conflict here is a registration
+    racing the close, and only one order of the two is sound: a close
+    may land on a block whose writer registered meanwhile (that session
+    committed first, it is in the batch), but a registration may not
+    land on a closed block (its batch has left ``collecting``): it
+    retries and goes to the batch collecting then.
+    """
+
+    closed = False
 
     def __init__(self, first, end):
         self.next = first
         self.end = end
+
+    def _p_resolveConflict(self, old, committed, new):
+        if (new.get('closed') and not old.get('closed')
+                and not committed.get('closed')
+                and new['next'] == old['next']):
+            return dict(committed, closed=True)
+        raise ConflictError
 
 
 class BatchRecord(Persistent):
@@ -78,13 +99,14 @@ class BatchRecord(Persistent):
     block has. ``counter`` (a ``Length``, whose concurrent changes
     merge) is the number of sessions in the batch now.
 
-    A registration asks its connection to check, at commit, that this
-    record is still the one it read (``readCurrent``): a release that
-    committed meanwhile makes it retry, so it lands in exactly one
-    batch, while releases themselves never wait for registrations (they
-    would starve: writers commit every few milliseconds). There is
-    deliberately no ``_p_resolveConflict``: two writers taking blocks
-    at once both write ``next_number`` and one retries.
+    Leaving ``collecting`` (``close``) writes every block, so a
+    registration committing after it conflicts on its own block and
+    retries into the next batch: a session lands in exactly one batch,
+    while the close itself never waits for registrations (they would
+    starve it: writers commit every few milliseconds). Registrations
+    of different writers write different blocks and merge. There is
+    deliberately no ``_p_resolveConflict`` here: two writers taking
+    blocks at once both write ``next_number`` and one retries.
     """
 
     status = 'collecting'
@@ -114,6 +136,12 @@ class BatchRecord(Persistent):
         block.next += count
         self.counter.change(count)
         return first
+
+    def close(self, status):
+        """Leave ``collecting`` for ``status``."""
+        self.status = status
+        for block in self.blocks.values():
+            block.closed = True
 
     def __repr__(self):
         return '<BatchRecord %s %s, %s sessions>' % (

@@ -16,7 +16,7 @@ from trackstore.tests.webserver import WebServer
 
 API = '/api/v1/clickstream'
 CLIENTS = 8
-SESSIONS = 240
+SESSIONS = 960
 
 
 class FourWorkersLayer:
