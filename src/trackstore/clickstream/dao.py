@@ -228,6 +228,7 @@ class ClickstreamDao:
             if client is not None:
                 known = records.clients.get(client, ())
                 records.clients[client] = known + (data['session_id'],)
+                records.visit_changed()
         ids.sort()
         records.ids.update(ids)
         records.numbers.update(numbers)
@@ -242,6 +243,7 @@ class ClickstreamDao:
         records.batches[track.runId].counter.change(-1)
         client = client_of(data)
         if client is not None:
+            records.visit_changed()
             kept = tuple(
                 s for s in records.clients.get(client, ()) if s != sid)
             if kept:

@@ -18,7 +18,11 @@ What is kept here is only what finds a track again, and the batches:
   sessions that ingestion made from hits; ``search_meta['client']``),
   so that a new hit finds the sessions it may extend or bridge;
 - ``batches``: run id -> ``BatchRecord``; ``releases``: release id ->
-  run id.
+  run id;
+- ``visits_version``: a ``Length`` that every write adding, changing or
+  removing a visit moves (``visit_changed``), so that reports over the
+  visits (the order metrics) are kept until it moves, whatever else is
+  written meanwhile (registrations, events, releases).
 
 There is one ``ClickstreamRecords`` per clickstream task in a storage,
 found with ``clickstream_records(storage, taskId)``: the one place that
@@ -179,6 +183,12 @@ class ClickstreamRecords(Persistent):
         self.clients = OOBTree()
         self.batches = LOBTree()
         self.releases = OLBTree()
+        # A Length: concurrent loads move it without conflicting.
+        self.visits_version = Length()
+
+    def visit_changed(self):
+        """Note that a visit was added, changed or removed."""
+        self.visits_version.change(1)
 
 
 def clickstream_records(storage, taskId=DEFAULT_TASK, create=False):
@@ -191,3 +201,10 @@ def clickstream_records(storage, taskId=DEFAULT_TASK, create=False):
     if records is None and create:
         records = annotations[key] = ClickstreamRecords()
     return records
+
+
+def visits_version(storage, taskId=DEFAULT_TASK):
+    """A number that changes whenever a stored visit of ``taskId``
+    changes (and only grows), or -1 when none was ever stored."""
+    records = clickstream_records(storage, taskId)
+    return -1 if records is None else records.visits_version()

@@ -309,3 +309,4 @@ class VisitStore:
             self.added += 1
             return
         self.storage.updateTrack(track, dict(data, events=events))
+        self._records().visit_changed()

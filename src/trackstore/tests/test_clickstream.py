@@ -181,8 +181,10 @@ class AdapterTests(DaoTestCase):
                       records)
         self.assertEqual(sorted(vars(records)), [
             'batches', 'clients', 'collecting', 'ids', 'numbers',
-            'releases'])
+            'releases', 'visits_version'])
         self.assertEqual(records.collecting, 1)
+        # a search session is no visit
+        self.assertEqual(records.visits_version(), 0)
         (track,) = tracks(self.storage)
         track_id = int(track.__name__)
         self.assertEqual(dict(records.ids), {'s1': track_id})

@@ -1,16 +1,16 @@
-"""Answers kept until the database changes.
+"""Answers kept until what they are computed from changes.
 
 A report over every session costs a pass over the store; it is computed
-once per database snapshot (the last committed transaction a
-connection sees) and handed out again until a commit changes the
-snapshot. Requests that miss together wait for one computation instead
-of each doing it.
+once per key (a database snapshot, the last committed transaction a
+connection sees, or a version of what the report reads) and handed out
+again until the key changes. Requests that miss together wait for one
+computation instead of each doing it.
 """
 import threading
 
 
-class SnapshotCache:
-    """One value, valid for one snapshot key."""
+class KeyedCache:
+    """One value, valid for one key."""
 
     def __init__(self):
         self._key = None
@@ -19,7 +19,8 @@ class SnapshotCache:
         self.computed = 0
 
     def get(self, snapshot, compute):
-        """The value for ``snapshot``, from ``compute()`` on a miss."""
+        """The value for the key ``snapshot``, from ``compute()`` on a
+        miss."""
         if self._key == snapshot:
             return self._value
         with self._computing:

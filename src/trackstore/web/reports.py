@@ -1,9 +1,12 @@
 """Read-only reports: the order metrics, the dashboard data, health.
 
-Both reports are cached per database snapshot (``SnapshotCache``), as
-the JSON bytes of the answer: a request that finds nothing committed
-since the last computation gets them as they are, never a
-recomputation over every session.
+Both reports are cached as the JSON bytes of the answer
+(``KeyedCache``), never recomputed over every session per request.
+The order metrics depend on the stored visits only, so they are kept
+until a visit changes (``visits_version``): registrations, events and
+releases, which go on all the time on a busy server, leave them be. The
+dashboard shows batches and counts too and is kept per database
+snapshot (until anything is committed).
 """
 import os
 
@@ -13,7 +16,8 @@ from fastapi import Query
 from fastapi import Request
 
 from trackstore import metrics
-from trackstore.web.cache import SnapshotCache
+from trackstore.clickstream.records import visits_version
+from trackstore.web.cache import KeyedCache
 from trackstore.web.dashboard import dashboard_data
 from trackstore.web.hits import load_totals
 from trackstore.web.schemas import Health
@@ -28,8 +32,8 @@ class Caches:
     """The app's report caches (one per report and option)."""
 
     def __init__(self):
-        self.orders = {False: SnapshotCache(), True: SnapshotCache()}
-        self.dashboard = SnapshotCache()
+        self.orders = {False: KeyedCache(), True: KeyedCache()}
+        self.dashboard = KeyedCache()
 
     @property
     def computed(self):
@@ -38,11 +42,11 @@ class Caches:
 
 
 def order_metrics(app, include_anonymous=False):
-    """The order metrics (JSON bytes) for the snapshot a new connection
+    """The order metrics (JSON bytes) of the visits a new connection
     sees."""
     cache = app.state.caches.orders[include_anonymous]
     return app.state.database.read(lambda storage, snapshot: cache.get(
-        snapshot, lambda: orjson.dumps(
+        visits_version(storage), lambda: orjson.dumps(
             metrics.compute(storage, include_anonymous))))
 
 
