@@ -280,6 +280,10 @@ class _LargeRecords:
 @click.option('--lateness', default=None,
               help='with --follow: how late a hit may come before its '
                    'session is handed on (60s, 5m, ...)')
+@click.option('--stream', default=None, metavar='NAME',
+              help='with --follow: the name its open sessions are kept '
+                   'under, to resume after a restart (default: the '
+                   "source's path; give two stdin streams two names)")
 @click.option('--wait', default='60s', show_default=True,
               help='how long to wait for a database server that went '
                    'away before giving up')
@@ -297,8 +301,8 @@ class _LargeRecords:
 @click.option('--max-hit-size', type=click.IntRange(1), default=None,
               help='reject hits longer than this many bytes (1 MiB)')
 def ingest_command(source, uri, timeout, batch_size, rejects, memory,
-                   follow, lateness, wait, as_json, progress, format,
-                   min_time, max_time, max_hit_size):
+                   follow, lateness, stream, wait, as_json, progress,
+                   format, min_time, max_time, max_hit_size):
     """Load hits (JSON Lines, a JSON array, gzip of either; '-' reads
     standard input) and store them as sessions.
 
@@ -317,8 +321,8 @@ def ingest_command(source, uri, timeout, batch_size, rejects, memory,
             source, uri, _timeout(timeout), batch_size, rejects,
             bar=console if progress else None, memory=_bytes(memory),
             follow=follow, lateness=None if lateness is None else _duration(
-                lateness, '--lateness'), wait=_duration(wait, '--wait'),
-            **reader)
+                lateness, '--lateness'), stream=stream,
+            wait=_duration(wait, '--wait'), **reader)
     if as_json:
         click.echo(orjson.dumps(report.as_dict()).decode())
     else:

@@ -66,17 +66,18 @@ class HitState(Persistent):
     - ``owners``: session stamp -> ``(us, idkey, client)`` of the
       stamp's first anonymous hit; ``customers``: stamp ->
       ``(customer, us, idkey)`` of its first customer hit;
-    - ``totals``: counts over all loads; ``engine``: the live stream's
-      open proto-sessions (a pickle, see ``trackstore.ingest``).
+    - ``totals``: counts over all loads; ``engines``: stream name ->
+      that live stream's open proto-sessions (a pickle, see
+      ``trackstore.ingest``), one entry a stream so that two streams
+      into one database each find their own again after a restart.
     """
-
-    engine = None
 
     def __init__(self):
         self.ids = IdSet()
         self.owners = OOBTree()
         self.customers = OOBTree()
         self.totals = OOBTree()
+        self.engines = OOBTree()
 
     def add_totals(self, counts):
         for key, value in counts.items():

@@ -287,11 +287,12 @@ class Loader:
                 raw.close()
         return counter.count, size
 
-    def load(self, source, follow=False):
+    def load(self, source, follow=False, stream=None):
         """Load one input (a path, or '-' for standard input) and return
         an ``IngestReport``. A batch load sorts the input first; with
         ``follow`` the input is a live stream (see the module
-        docstring)."""
+        docstring), whose open sessions are kept under the name
+        ``stream`` (default: the source's absolute path, or '-')."""
         started = time.perf_counter()
         report = IngestReport(source)
         rejects_path = self.rejects or default_rejects_path(
@@ -308,7 +309,8 @@ class Loader:
         rejects = RejectsWriter(rejects_path)
         try:
             if follow:
-                done = self._follow(source, report, rejects)
+                done = self._follow(source, report, rejects,
+                                    stream or stream_name(source))
             else:
                 done = self._batch(source, report, rejects)
         finally:
@@ -339,8 +341,8 @@ class Loader:
 
     # -- a live stream ----------------------------------------------------
 
-    def _follow(self, source, report, rejects):
-        stream = _Stream(self)
+    def _follow(self, source, report, rejects, name):
+        stream = _Stream(self, name)
         try:
             return self._read(source, report, rejects,
                               lambda hit: stream.add(hit, report))
@@ -348,19 +350,26 @@ class Loader:
             stream.finish(report)
 
 
+def stream_name(source):
+    """The name a live stream of ``source`` keeps its state under when
+    none is given."""
+    return source if source == '-' else os.path.abspath(source)
+
+
 class _Stream:
     """The streaming sessionizer of a live load: hits go in as they
     come; each ``batch_size`` hits, or each ``COMMIT_EVERY`` seconds
     when hits come slowly, the hits of the proto-sessions it closed are
     stored (``store_hits``) in one transaction with the engine's open
-    state, so a restart loses none."""
+    state (under the stream's ``name``), so a restart loses none."""
 
     # A live stream's sessions should reach the store within seconds,
     # not when 50,000 more hits have come.
     COMMIT_EVERY = 5.0
 
-    def __init__(self, loader):
+    def __init__(self, loader, name):
         self.loader = loader
+        self.name = name
         self.pending = 0
         self.engine = None
         self.closer = CollectingCloser()
@@ -382,21 +391,20 @@ class _Stream:
         self._commit(report)
 
     def _engine(self, storage):
-        state = hit_state(storage)
+        saved = hit_state(storage).engines.get(self.name)
         loader = self.loader
-        if state.engine is None:
+        if saved is None:
             kw = {}
             if loader.lateness is not None:
                 kw['lateness'] = loader.lateness
             return StreamEngine(self.closer, rules=loader.rules, **kw)
-        engine = StreamEngine.from_state(
-            pickle.loads(state.engine), self.closer)
+        engine = StreamEngine.from_state(pickle.loads(saved), self.closer)
         engine.rules = loader.rules
         return engine
 
     def _store(self, storage, hits):
         counts = self.loader._store(storage, hits)
-        hit_state(storage).engine = pickle.dumps(
+        hit_state(storage).engines[self.name] = pickle.dumps(
             self.engine.state(), protocol=5)
         return counts
 
@@ -416,7 +424,7 @@ class _Stream:
 def ingest(source, db, timeout=DEFAULT_TIMEOUT,
            batch_size=DEFAULT_BATCH_SIZE, rejects=None, progress=None,
            memory=DEFAULT_MEMORY, follow=False, lateness=None,
-           wait=DEFAULT_WAIT, format='auto', limits=None):
+           wait=DEFAULT_WAIT, format='auto', limits=None, stream=None):
     """Load the hits of ``source`` (a path or '-') into the storage of
     ``db`` (a ``ZODB.DB``, or a database URI: None is the default
     FileStorage under ./var/). Returns an ``IngestReport``."""
@@ -428,7 +436,7 @@ def ingest(source, db, timeout=DEFAULT_TIMEOUT,
                     rejects=rejects, progress=progress, memory=memory,
                     lateness=lateness, wait=wait, format=format,
                     limits=limits) as loader:
-            return loader.load(source, follow=follow)
+            return loader.load(source, follow=follow, stream=stream)
     finally:
         if own:
             db.close()

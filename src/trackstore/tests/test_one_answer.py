@@ -16,7 +16,12 @@ from hypothesis import strategies as st
 from trackstore.clickstream.dao import ClickstreamDao
 from trackstore.clickstream.records import visits_version
 from trackstore.clickstream.visits import stored_session_id
+from trackstore.db import get_storage
+from trackstore.db import open_db
 from trackstore.hitstore import store_hits
+from trackstore.ingest import IngestReport
+from trackstore.ingest import Loader
+from trackstore.ingest import _Stream
 from trackstore.sessions import Rules
 from trackstore.sessions import make_hit
 from trackstore.sessions import sessionize
@@ -200,3 +205,47 @@ class ShuffledFile(unittest.TestCase):
         self.assertEqual(
             self.run_cli('metrics', '--json', '--db', three), metrics[0])
         self.assertEqual(visits_at(three), visits_at(one))
+
+
+class TwoLiveStreams(unittest.TestCase):
+    """Two ``--follow`` streams into one database at once keep their
+    open sessions apart: one that stops and resumes where it committed
+    loses none of its hits, whatever the other one stored meanwhile."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='trackstore-streams-')
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.db = open_db('file://' + os.path.join(self.tmp, 'Data.fs'))
+        self.addCleanup(self.db.close)
+        self.report = IngestReport('-')
+
+    def start(self, name):
+        loader = Loader(self.db, batch_size=5)
+        self.addCleanup(loader.close)
+        return _Stream(loader, name)
+
+    def test_a_stream_resumes_with_its_own_open_sessions(self):
+        mine = [make_hit(n, T0 + n * 60, session_stamp='s1',
+                         client_id='k1') for n in range(1, 11)]
+        theirs = [make_hit(n, T0 + n * 60, session_stamp='s2',
+                           client_id='k2') for n in range(11, 21)]
+        a, b = self.start('a'), self.start('b')
+        b.add(theirs[0], self.report)
+        # 'a' commits after its 5th hit, its visit still open, and
+        # stops there, while 'b' goes on and stores all of its hits.
+        for hit in mine[:5]:
+            a.add(hit, self.report)
+        for hit in theirs[1:]:
+            b.add(hit, self.report)
+        b.finish(self.report)
+        # 'a' is started again and given the hits it had not committed.
+        a = self.start('a')
+        for hit in mine[5:]:
+            a.add(hit, self.report)
+        a.finish(self.report)
+        conn = self.db.open()
+        try:
+            self.assertEqual(stored_visits(get_storage(conn)),
+                             expected(mine + theirs))
+        finally:
+            conn.close()
