@@ -28,6 +28,7 @@ from trackstore.tests import TRACKSTORE
 from trackstore.tests import python_env
 from trackstore.tests import stored_visits
 from trackstore.tests.layers import ZEOServer
+from trackstore.tests.layers import for_layers
 from trackstore.tests.userdata import ERIN
 from trackstore.tests.userdata import SECRET
 from trackstore.tests.userdata import erin_hits
@@ -321,3 +322,47 @@ class EraseUnderTheServer(unittest.TestCase):
         fresh = fresh_metrics(
             self.dir, [h for h in self.hits if str(h['id']) not in gone])
         self.assertEqual(metrics, orjson.loads(orjson.dumps(fresh[1])))
+
+
+class EraseAndPrune:
+    """On every storage: erase a user, prune the archived batch and
+    pack; another connection then finds neither, and what remains adds
+    up."""
+
+    def storage(self, conn):
+        return get_storage(conn, name=self.name)
+
+    def test_erase_prune_pack(self):
+        from trackstore.retention import prune
+        conn = self.db.open()
+        storage = self.storage(conn)
+        store_hits(storage, [parse_line(orjson.dumps(h), 1)
+                             for h in erin_hits() + other_hits()], Rules())
+        dao = ClickstreamDao(storage)
+        dao.release_batch('r1')
+        dao.update_batch_status('1', 'archived')
+        store_hits(storage, [parse_line(orjson.dumps(h), 1)
+                             for h in other_hits(day=20, first_id=1000)],
+                   Rules())
+        transaction.commit()
+        self.assertEqual(erase_user(storage, ERIN).sessions, 3)
+        transaction.commit()
+        # everything in the archived batch is older than 2286
+        self.assertEqual(prune(storage, 1e10).batches, 1)
+        transaction.commit()
+        conn.close()
+        pack(self.db)
+        conn = self.db.open()
+        try:
+            storage = self.storage(conn)
+            self.assertEqual(storage.query(userName=ERIN), [])
+            self.assertEqual(erin_sessions(storage), [])
+            self.assertIsNone(ClickstreamDao(storage).get_batch('1'))
+            # the second load's: 3 visits of each customer, 1 anonymous
+            self.assertEqual(len(stored_visits(storage)), 7)
+            batch_consistent(self, storage)
+        finally:
+            conn.close()
+
+
+for_layers(EraseAndPrune, globals())
