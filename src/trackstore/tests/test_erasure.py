@@ -305,8 +305,14 @@ class EraseUnderTheServer(unittest.TestCase):
             self.assertEqual(proc.returncode, 0, proc.stderr)
             self.assertEqual(orjson.loads(proc.stdout)['sessions'], 3)
             for s in self.erins:
-                self.assertEqual(http.get(API + '/session', params={
-                    'session_id': s['session_id']}).status_code, 404)
+                sid = {'session_id': s['session_id']}
+                self.assertEqual(http.get(
+                    API + '/session', params=sid).status_code, 404)
+                self.assertEqual(http.post(
+                    API + '/session/irrelevant', json=sid).status_code, 404)
+                self.assertEqual(http.post(
+                    API + '/internal/session/use-for-improvement',
+                    json=sid).status_code, 404)
             page = http.get(API + '/internal/batch/sessions', params={
                 'batch_id': '1', 'limit': 1000})
             page.raise_for_status()
