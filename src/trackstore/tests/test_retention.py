@@ -17,6 +17,7 @@ from trackstore.clickstream import ClickstreamDao
 from trackstore.clickstream.records import clickstream_records
 from trackstore.db import get_storage
 from trackstore.db import open_db
+from trackstore.hitstore import store_hits
 from trackstore.ingest import ingest
 from trackstore.metrics import compute
 from trackstore.retention import apply_retention
@@ -25,6 +26,8 @@ from trackstore.retention import parse_time
 from trackstore.retention import prune
 from trackstore.retention import retention_of
 from trackstore.retention import set_retention
+from trackstore.sessions import Rules
+from trackstore.sessions import parse_line
 from trackstore.storage import TrackingStorage
 from trackstore.tests import TRACKSTORE
 from trackstore.tests import python_env
@@ -32,6 +35,8 @@ from trackstore.tests import stored_visits
 from trackstore.tests.test_erasure import batch_consistent
 from trackstore.tests.userdata import fresh_metrics
 from trackstore.tests.userdata import generated_hits
+from trackstore.tests.userdata import hit
+from trackstore.tests.userdata import minutes
 from trackstore.tests.userdata import other_hits
 from trackstore.tests.userdata import write_hits
 
@@ -219,6 +224,27 @@ class PruneRuns(unittest.TestCase):
         self.assertEqual(dao.remove_batch('1'), 1)
         self.assertEqual(len(storage), 0)
         self.assertIsNone(dao.get_session('s1'))
+
+    def test_no_longer_late_once_pruned(self):
+        def load(storage, *hits):
+            return store_hits(storage, [
+                parse_line(orjson.dumps(h), 1) for h in hits], Rules())
+        first = hit(1, 'search', minutes(0), '7002', query='mug')
+        near = hit(2, 'page_view', minutes(10), '7002', page='/')
+        for pruned in (False, True):
+            storage = TrackingStorage()
+            dao = ClickstreamDao(storage)
+            load(storage, first)
+            dao.release_batch('r')
+            dao.update_batch_status('1', 'archived')
+            if pruned:
+                self.assertEqual(prune(storage, epoch(
+                    '2022-05-01T00:00')).sessions, 1)
+            self.assertEqual(load(storage, near)['late'], int(not pruned))
+            self.assertEqual(
+                [[e['event_id'] for e in s['events']]
+                 for s in dao.iter_records()],
+                [['2']] if pruned else [['1'], ['2']])
 
     @hypothesis.settings(max_examples=60, deadline=None)
     @hypothesis.given(
