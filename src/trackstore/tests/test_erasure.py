@@ -32,6 +32,7 @@ from trackstore.tests.layers import for_layers
 from trackstore.tests.userdata import ERIN
 from trackstore.tests.userdata import SECRET
 from trackstore.tests.userdata import erin_hits
+from trackstore.tests.userdata import fresh_load
 from trackstore.tests.userdata import fresh_metrics
 from trackstore.tests.userdata import generated_hits
 from trackstore.tests.userdata import other_hits
@@ -131,10 +132,11 @@ class EraseFromFile(unittest.TestCase):
         gone = hit_ids(before)
         rest = [h for h in self.hits if str(h['id']) not in gone]
         self.assertEqual(len(rest), len(self.hits) - 7)
-        fresh = fresh_metrics(self.dir, rest)
-        self.assertEqual((compute(storage), compute(storage, True)), fresh)
+        fresh = fresh_load(self.dir, rest)
+        self.assertEqual(
+            (compute(storage), compute(storage, True), others), fresh)
         self.assertNotEqual(
-            fresh, fresh_metrics(self.dir, self.hits, 'all'))
+            fresh[:2], fresh_metrics(self.dir, self.hits, 'all'))
 
     def test_loaded_again_she_does_not_come_back(self):
         self.erase(ERIN)

@@ -12,6 +12,7 @@ import datetime
 import orjson
 
 from trackstore.metrics import compute
+from trackstore.tests import stored_visits
 
 
 ERIN = '7001'
@@ -100,6 +101,11 @@ def write_hits(path, hits):
 def fresh_metrics(tmpdir, hits, name='fresh'):
     """The order metrics (customers only, and with stitched anonymous
     visits) of a new database loaded with ``hits`` only."""
+    return fresh_load(tmpdir, hits, name)[:2]
+
+
+def fresh_load(tmpdir, hits, name='fresh'):
+    """``fresh_metrics`` and the ``stored_visits`` of that database."""
     import os
 
     from trackstore.db import get_storage
@@ -112,7 +118,8 @@ def fresh_metrics(tmpdir, hits, name='fresh'):
         conn = db.open()
         try:
             storage = get_storage(conn)
-            return compute(storage), compute(storage, True)
+            return (compute(storage), compute(storage, True),
+                    stored_visits(storage))
         finally:
             conn.close()
     finally:
