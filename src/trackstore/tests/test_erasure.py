@@ -177,6 +177,27 @@ class EraseFromFile(unittest.TestCase):
         batch_consistent(self, self.storage)
         self.assertGreater(compute(self.storage)['ordering_sessions'], 0)
 
+    def test_commands(self):
+        # trackstore erase-user, then trackstore pack, on the file
+        self.conn.close()
+        self.db.close()
+        run = [TRACKSTORE + ['erase-user', ERIN, '--db', self.path],
+               TRACKSTORE + ['pack', '--db', self.path]]
+        out = [subprocess.run(args, capture_output=True, text=True,
+                              env=python_env(), timeout=300)
+               for args in run]
+        for proc in out:
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(
+            out[0].stdout, "user '%s': 3 sessions (7 hits), 0 other "
+            "tracks and 1 identity links erased\n" % ERIN)
+        self.assertRegex(out[1].stdout, r'^packed: \d+ bytes -> \d+ bytes')
+        self.assertNotIn(SECRET.encode(), self.data_file())
+        self.assertFalse(os.path.exists(self.path + '.old'))
+        self.db = open_db('file://' + self.path)
+        self.conn = self.db.open()
+        self.assertEqual(erin_sessions(get_storage(self.conn)), [])
+
     def test_pack_keep_old(self):
         self.erase(ERIN)
         self.conn.close()
