@@ -24,6 +24,7 @@ from trackstore.metrics import compute
 from trackstore.retention import pack
 from trackstore.sessions import Rules
 from trackstore.sessions import parse_line
+from trackstore.storage import TrackingStorage
 from trackstore.tests import TRACKSTORE
 from trackstore.tests import python_env
 from trackstore.tests import stored_visits
@@ -279,6 +280,36 @@ class EraseRange(unittest.TestCase):
         finally:
             transaction.abort()
             db.close()
+
+
+class EraseAnySplit(unittest.TestCase):
+    """Whatever order and loads her hits came in, erasing her leaves
+    the visits of the others' hits alone."""
+
+    @staticmethod
+    def visits(batches):
+        storage = TrackingStorage()
+        for hits in batches:
+            store_hits(storage, [parse_line(orjson.dumps(h), 1)
+                                 for h in hits], Rules())
+        return storage
+
+    @hypothesis.settings(max_examples=30, deadline=None)
+    @hypothesis.given(st.data())
+    def test_any_split(self, data):
+        hits = data.draw(st.permutations(
+            erin_hits() + other_hits() + erin_hits(day=1, first_id=1)))
+        cuts = sorted(data.draw(st.lists(
+            st.integers(0, len(hits)), max_size=4)))
+        bounds = [0] + cuts + [len(hits)]
+        storage = self.visits(
+            [hits[a:b] for a, b in zip(bounds, bounds[1:])])
+        erase_user(storage, ERIN)
+        rest = [h for h in hits if h['event']['customer-id'] != ERIN
+                and h['event']['ip'] != '10.9.9.9']
+        self.assertEqual(stored_visits(storage),
+                         stored_visits(self.visits([rest])))
+        batch_consistent(self, storage)
 
 
 class EraseUnderTheServer(unittest.TestCase):
