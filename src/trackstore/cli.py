@@ -483,5 +483,137 @@ def serve_command(uri, host, port, workers, token, log_level, **limits):
     run_server(uri, host, port, workers, token, log_level, **limits)
 
 
+# -- erasure and retention ---------------------------------------------------
+
+
+def _time_option(value, option):
+    from trackstore.retention import parse_time
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=option)
+
+
+def write_storage(uri, fn, *args):
+    """Run ``fn(storage, *args)`` in one transaction (retried on
+    conflicts) on the existing database at ``uri``; return its result.
+    """
+    from trackstore.db import TrackstoreDBError
+    from trackstore.db import get_storage
+    from trackstore.db import transact
+    db = _open_db(uri, create=False)
+    try:
+        conn = db.open()
+        try:
+            # Erasing or pruning a database that holds nothing is a
+            # mistake in --db: say so instead of creating one.
+            get_storage(conn, create=False)
+        except TrackstoreDBError as e:
+            raise click.ClickException('--db: %s' % (e,))
+        finally:
+            conn.close()
+        return transact(db, fn, *args)
+    finally:
+        db.close()
+
+
+def _echo_report(report, as_json):
+    if as_json:
+        click.echo(orjson.dumps(report.as_dict()).decode())
+    else:
+        click.echo(report.summary())
+
+
+@main.command('erase-user')
+@click.argument('user_id')
+@click.option('--db', 'uri', default=None, help=DB_HELP)
+@click.option('--after', default=None,
+              help='erase only what started at or after this UTC time')
+@click.option('--before', default=None,
+              help='erase only what started before this UTC time')
+@click.option('--json', 'as_json', is_flag=True, help='print JSON')
+def erase_user_command(user_id, uri, after, before, as_json):
+    """Erase a user: every session (with its hits), anonymous visit
+    stitched to them and track of theirs, from every index and batch.
+    Their hits loaded again are duplicates and do not come back. Run
+    'trackstore pack' afterwards to remove them from the file too."""
+    from trackstore.erasure import erase_user
+    after = _time_option(after, '--after')
+    before = _time_option(before, '--before')
+    if after is not None and before is not None and after >= before:
+        raise click.BadParameter('must be later than --after',
+                                 param_hint='--before')
+    _echo_report(write_storage(uri, erase_user, user_id, after, before),
+                 as_json)
+
+
+def _apply_prune(storage, before, keep, each_load):
+    from trackstore.retention import prune
+    from trackstore.retention import set_retention
+    if each_load:
+        set_retention(storage, keep)
+    return prune(storage, before)
+
+
+@main.command('prune')
+@click.option('--db', 'uri', default=None, help=DB_HELP)
+@click.option('--before', default=None,
+              help='prune what is older than this UTC date or time')
+@click.option('--keep', default=None,
+              help='prune what is older than this long ago (90d, 12h)')
+@click.option('--each-load', is_flag=True,
+              help='also keep the --keep setting: every load prunes')
+@click.option('--off', is_flag=True,
+              help='drop the setting of --each-load, prune nothing')
+@click.option('--json', 'as_json', is_flag=True, help='print JSON')
+def prune_command(uri, before, keep, each_load, off, as_json):
+    """Drop archived batches whose sessions all started before the
+    date, and finished runs that ended before it, with their sessions
+    and tracks. Run 'trackstore pack' afterwards to shrink the file."""
+    import time
+
+    from trackstore.retention import set_retention
+    if off:
+        if before or keep or each_load:
+            raise click.UsageError('--off takes no other option')
+        write_storage(uri, set_retention, None)
+        click.echo('retention setting dropped: loads prune nothing')
+        return
+    if (before is None) == (keep is None):
+        raise click.UsageError('give either --before or --keep')
+    if each_load and keep is None:
+        raise click.UsageError('--each-load needs --keep')
+    seconds = None if keep is None else _duration(keep, '--keep')
+    if seconds is not None and seconds <= 0:
+        raise click.BadParameter('must be positive', param_hint='--keep')
+    when = _time_option(before, '--before') if before is not None \
+        else time.time() - seconds
+    _echo_report(write_storage(uri, _apply_prune, when, seconds,
+                               each_load), as_json)
+
+
+@main.command('pack')
+@click.option('--db', 'uri', default=None, help=DB_HELP)
+@click.option('--keep-old', is_flag=True,
+              help="keep a file storage's previous file (<name>.old), "
+                   'which still holds what was erased or pruned')
+def pack_command(uri, keep_old):
+    """Pack the storage to now: what was erased, pruned or replaced
+    leaves the storage (and, for a file, the file)."""
+    from trackstore.retention import pack
+    db = _open_db(uri, create=False)
+    try:
+        with _quiet_storages():
+            sizes = pack(db, keep_old)
+    finally:
+        db.close()
+    if sizes is None:
+        click.echo('packed')
+    else:
+        click.echo('packed: %d bytes -> %d bytes' % sizes)
+
+
 if __name__ == '__main__':
     main(prog_name='trackstore')

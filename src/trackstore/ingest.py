@@ -32,6 +32,7 @@ from trackstore.db import Writer
 from trackstore.db import open_db
 from trackstore.hitstore import hit_state
 from trackstore.hitstore import store_hits
+from trackstore.retention import apply_retention
 from trackstore.sessions import CollectingCloser
 from trackstore.sessions import Reject
 from trackstore.sessions import RejectsWriter
@@ -90,7 +91,9 @@ class IngestReport:
     own); ``sessions`` the visits written and ``replaced`` the visits
     taken out because they grew, merged or lost hits; ``runs`` the
     sorted runs spilled to disk; ``commits`` the transactions
-    committed.
+    committed; ``pruned`` what the database's retention setting pruned
+    after the load (a ``trackstore.retention.PruneReport``, None when
+    it has none).
     """
 
     def __init__(self, source):
@@ -110,6 +113,7 @@ class IngestReport:
         self.seconds = 0.0
         self.format = None
         self.broken = None
+        self.pruned = None
 
     def add(self, counts):
         for name in ('stored', 'duplicates', 'late', 'sessions',
@@ -128,6 +132,8 @@ class IngestReport:
             'commits': self.commits, 'conflicts': self.conflicts,
             'format': self.format,
             'broken': None if self.broken is None else str(self.broken),
+            'pruned': None if self.pruned is None else
+            self.pruned.as_dict(),
             'seconds': round(self.seconds, 3)}
 
     def summary(self):
@@ -140,10 +146,13 @@ class IngestReport:
             rate = ' in %.1f s (%d hits/s)' % (
                 self.seconds, self.read / self.seconds)
         broken = '' if self.broken is None else '; %s' % (self.broken,)
+        pruned = '' if self.pruned is None else '; %s' % (
+            self.pruned.summary(),)
         return ('%d hits read: %d stored, %d duplicates, %s, %d late; '
-                '%d sessions written, %d replaced%s%s' % (
+                '%d sessions written, %d replaced%s%s%s' % (
                     self.read, self.stored, self.duplicates, rejected,
-                    self.late, self.sessions, self.replaced, rate, broken))
+                    self.late, self.sessions, self.replaced, rate, broken,
+                    pruned))
 
     def __repr__(self):
         return '<IngestReport %s>' % self.summary()
@@ -325,6 +334,7 @@ class Loader:
                 {'rejected': rejects.count}))
         if not rejects.count:
             report.rejects_path = None
+        report.pruned = self.writer.run(apply_retention)
         report.conflicts = self.writer.conflicts - conflicts
         report.seconds = time.perf_counter() - started
         if self.progress is not None:

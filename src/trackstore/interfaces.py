@@ -140,6 +140,12 @@ class ITrackingStorage(Interface):
     def getRuns(taskId=None):
         """Return the runs (of the task, or all), by id."""
 
+    def removeRun(taskId, runId):
+        """Remove the run ``runId`` of the task and all its tracks, from
+        every index (a track goes as ``removeTrack`` takes it); it is no
+        longer the task's current run. Returns the number of tracks
+        removed, or None when the task has no such run."""
+
     def saveTracks(rows):
         """Save many tracks at once and return their ids, in order.
 
@@ -262,6 +268,26 @@ class IClickstreamBulkDao(IClickstreamDao):
         events are pushed. Returns a ``RegisteredSession`` per item, in
         order (the stored one for known ids). Same invariants as the
         single calls, much less work per session.
+        """
+
+    def remove_session(session_id):
+        """Remove a stored session with its events (erasure).
+
+        The session leaves its batch (whose ``session_counter`` drops by
+        one; the other sessions keep their numbers), the id lookup and
+        the storage; the stored visits count as changed, so cached
+        reports are computed again. Returns the removed track, or None
+        when the id is unknown.
+        """
+
+    def remove_batch(batch_id):
+        """Remove a batch with its sessions, their events and its run
+        (retention).
+
+        Its release id is forgotten and the stored visits count as
+        changed. The collecting batch cannot be removed
+        (``ValueError``). Returns the number of sessions removed, or
+        None when there is no such batch.
         """
 
 

@@ -206,6 +206,8 @@ class TrackingStorage(Persistent):
     """A persistent, partitioned, BTree-indexed store of tracks."""
 
     trackFactory = Track
+    # the highest run id removeRun took out (see startRun)
+    lastRemovedRun = 0
 
     def __init__(self, trackFactory=None):
         if trackFactory is not None:
@@ -267,7 +269,10 @@ class TrackingStorage(Persistent):
     # runs
 
     def startRun(self, taskId=None, start=None):
-        runId = self.runs.maxKey() + 1 if len(self.runs) else 1
+        # Past the highest id ever removed too: a run id (a batch id)
+        # names one run for good.
+        runId = max(self.runs.maxKey() if len(self.runs) else 0,
+                    self.lastRemovedRun) + 1
         self.runs[runId] = Run(runId, taskId, start)
         self.currentRuns[keys.encode(taskId)] = runId
         self.runCount.change(1)
@@ -296,6 +301,27 @@ class TrackingStorage(Persistent):
         if taskId is None:
             return list(runs)
         return [run for run in runs if run.taskId == taskId]
+
+    def removeRun(self, taskId, runId):
+        """Remove the run and all its tracks, from every index.
+
+        The run leaves the runs and the task's current run; each track
+        goes as ``removeTrack`` takes it. Returns the number of tracks
+        removed, or None when the task has no run ``runId``.
+        """
+        run = self.runs.get(runId)
+        if run is None or keys.encode(run.taskId) != keys.encode(taskId):
+            return None
+        tracks = self.query(taskId=taskId, runId=runId)
+        for track in tracks:
+            self.removeTrack(track)
+        current = keys.encode(taskId)
+        if self.currentRuns.get(current) == runId:
+            del self.currentRuns[current]
+        del self.runs[runId]
+        self.runCount.change(-1)
+        self.lastRemovedRun = max(self.lastRemovedRun, runId)
+        return len(tracks)
 
     def _resolveRun(self, taskId, runId, create=True, start=None):
         if runId:

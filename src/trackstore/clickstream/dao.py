@@ -236,6 +236,12 @@ class ClickstreamDao:
 
     def _remove(self, records, track):
         """Take a stored session out of its batch and the storage."""
+        self._forget(records, track)
+        self.storage.removeTrack(track)
+
+    def _forget(self, records, track):
+        """Take a session out of the records (ids, numbers, its batch's
+        counter, its client's visits); its track stays."""
         data = track.data
         sid = data['session_id']
         del records.ids[sid]
@@ -250,7 +256,44 @@ class ClickstreamDao:
                 records.clients[client] = kept
             else:
                 records.clients.pop(client, None)
-        self.storage.removeTrack(track)
+
+    def remove_session(self, session_id):
+        """Remove a stored session and its events; return its track, or
+        None when the id is unknown (see ``IClickstreamBulkDao``)."""
+        records = self._records()
+        track = self._track(records, session_id)
+        if track is None:
+            return None
+        self._remove(records, track)
+        # A removed session is a changed report whether or not it was
+        # a visit: keep the cached reports honest.
+        records.visit_changed()
+        return track
+
+    def remove_batch(self, batch_id):
+        """Remove a batch that is not collecting, with its sessions and
+        its run; return the number of sessions removed, or None when
+        there is no such batch (see ``IClickstreamBulkDao``)."""
+        records = self._records()
+        run_id = run_id_of(batch_id)
+        if records is None or run_id not in records.batches:
+            return None
+        batch = records.batches[run_id]
+        if run_id == records.collecting:
+            raise ValueError('batch %s is collecting and cannot be '
+                             'removed' % (batch_id,))
+        low, high = slot_range(run_id)
+        get = self.storage.getTrack
+        for track_id in list(records.numbers.values(low, high)):
+            # Each session leaves the ids, the clients and the numbers;
+            # the run takes the tracks with it.
+            self._forget(records, get(track_id))
+        removed = self.storage.removeRun(self.taskId, run_id)
+        if batch.release_id is not None:
+            records.releases.pop(batch.release_id, None)
+        del records.batches[run_id]
+        records.visit_changed()
+        return removed
 
     # -- sessions -----------------------------------------------------
 
