@@ -483,5 +483,45 @@ def serve_command(uri, host, port, workers, token, log_level, **limits):
     run_server(uri, host, port, workers, token, log_level, **limits)
 
 
+# -- check ----------------------------------------------------------------
+
+
+def run_check(uri):
+    """The ``StoreCheck`` of the database at ``uri``, which must exist."""
+    from trackstore.check import check_store
+    from trackstore.db import TrackstoreDBError
+    from trackstore.db import get_storage
+    db = _open_db(uri, create=False)
+    try:
+        conn = db.open()
+        try:
+            try:
+                storage = get_storage(conn, create=False)
+            except TrackstoreDBError as e:
+                raise click.ClickException('--db: %s' % (e,))
+            return check_store(storage)
+        finally:
+            conn.close()
+    finally:
+        db.close()
+
+
+@main.command('check')
+@click.option('--db', 'uri', default=None, help=DB_HELP)
+@click.option('--json', 'as_json', is_flag=True, help='print JSON')
+def check_command(uri, as_json):
+    """Check the whole store: indexes, batches, sessions and hits agree.
+    Each problem is printed; the exit status is 1 when there are any."""
+    result = run_check(uri)
+    if as_json:
+        click.echo(orjson.dumps(
+            result.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        for problem in result.problems:
+            click.echo(problem)
+        click.echo(result.summary())
+    sys.exit(0 if result.ok else 1)
+
+
 if __name__ == '__main__':
     main(prog_name='trackstore')
