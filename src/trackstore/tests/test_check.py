@@ -161,13 +161,18 @@ class Check(unittest.TestCase):
                           % event['event_id'], one.data['session_id'],
                           other.data['session_id'])
 
-    def test_hit_taken_in_but_in_no_session(self):
+    def test_hit_whose_id_was_not_taken_in(self):
+        from trackstore.hitstore import hit_state
+        from trackstore.hitstore import id_key
         track = self.sessions()[0]
-        event = track.data['events'][0]
+        stray = dict(track.data['events'][0], event_id='never-loaded')
         self.storage.updateTrack(
-            track, {'events': track.data['events'][1:]})
-        self.assertCaught(self.broken(), 'hit %s was taken in but is in '
-                          'no session' % event['event_id'])
+            track, {'events': track.data['events'] + [stray]})
+        self.assertNotIn(id_key('never-loaded'),
+                         hit_state(self.storage).ids)
+        self.assertCaught(self.broken(), 'hit never-loaded is in session '
+                          '%s but its id is not among the hits taken in'
+                          % track.data['session_id'])
 
     def test_session_id_pointing_elsewhere(self):
         one, other = self.sessions()[:2]
