@@ -358,15 +358,14 @@ def generate_command(customers, days, seed, output):
     click.echo('%d hits written to %s' % (count, output), err=True)
 
 
-# -- metrics ----------------------------------------------------------------
-
-
-def read_metrics(uri, include_anonymous=False):
-    """The order metrics of the database at ``uri``, which must exist
-    (a read creates nothing)."""
+@contextlib.contextmanager
+def existing_storage(uri):
+    """The database of ``--db`` and its storage, read in a connection
+    that is closed afterwards; ``(db, storage)``. The database must
+    exist: a read, erasure or check given a wrong ``--db`` says so in
+    one line instead of creating an empty one."""
     from trackstore.db import TrackstoreDBError
     from trackstore.db import get_storage
-    from trackstore.metrics import compute
     db = _open_db(uri, create=False)
     try:
         conn = db.open()
@@ -375,11 +374,22 @@ def read_metrics(uri, include_anonymous=False):
                 storage = get_storage(conn, create=False)
             except TrackstoreDBError as e:
                 raise click.ClickException('--db: %s' % (e,))
-            return compute(storage, include_anonymous)
+            yield db, storage
         finally:
             conn.close()
     finally:
         db.close()
+
+
+# -- metrics ----------------------------------------------------------------
+
+
+def read_metrics(uri, include_anonymous=False):
+    """The order metrics of the database at ``uri``, which must exist
+    (a read creates nothing)."""
+    from trackstore.metrics import compute
+    with existing_storage(uri) as (db, storage):
+        return compute(storage, include_anonymous)
 
 
 @main.command('metrics')
@@ -500,23 +510,9 @@ def write_storage(uri, fn, *args):
     """Run ``fn(storage, *args)`` in one transaction (retried on
     conflicts) on the existing database at ``uri``; return its result.
     """
-    from trackstore.db import TrackstoreDBError
-    from trackstore.db import get_storage
     from trackstore.db import transact
-    db = _open_db(uri, create=False)
-    try:
-        conn = db.open()
-        try:
-            # Erasing or pruning a database that holds nothing is a
-            # mistake in --db: say so instead of creating one.
-            get_storage(conn, create=False)
-        except TrackstoreDBError as e:
-            raise click.ClickException('--db: %s' % (e,))
-        finally:
-            conn.close()
+    with existing_storage(uri) as (db, storage):
         return transact(db, fn, *args)
-    finally:
-        db.close()
 
 
 def _echo_report(report, as_json):
@@ -613,6 +609,32 @@ def pack_command(uri, keep_old):
         click.echo('packed')
     else:
         click.echo('packed: %d bytes -> %d bytes' % sizes)
+
+
+# -- check ----------------------------------------------------------------
+
+def run_check(uri):
+    """The ``StoreCheck`` of the database at ``uri``, which must exist."""
+    from trackstore.check import check_store
+    with existing_storage(uri) as (db, storage):
+        return check_store(storage)
+
+
+@main.command('check')
+@click.option('--db', 'uri', default=None, help=DB_HELP)
+@click.option('--json', 'as_json', is_flag=True, help='print JSON')
+def check_command(uri, as_json):
+    """Check the whole store: indexes, batches, sessions and hits agree.
+    Each problem is printed; the exit status is 1 when there are any."""
+    result = run_check(uri)
+    if as_json:
+        click.echo(orjson.dumps(
+            result.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        for problem in result.problems:
+            click.echo(problem)
+        click.echo(result.summary())
+    sys.exit(0 if result.ok else 1)
 
 
 if __name__ == '__main__':

@@ -29,6 +29,7 @@ from persistent import Persistent
 from zope.interface import implementer
 
 from trackstore import keys
+from trackstore import killpoints
 from trackstore.clickstream.visits import VisitStore
 from trackstore.index import Segmented
 from trackstore.interfaces import ICloser
@@ -216,6 +217,7 @@ def store_hits(storage, hits, rules, taskId=None):
     because they grew, merged or lost hits)."""
     state = hit_state(storage)
     fresh = _new_hits(state, hits)
+    killpoints.here('store')
     moved, restitch = _update_identities(state, fresh)
     identities = StoredIdentities(state)
     store = VisitStore(storage, rules, taskId)

@@ -27,6 +27,7 @@ import pickle
 import sys
 import time
 
+from trackstore import killpoints
 from trackstore.db import DEFAULT_WAIT
 from trackstore.db import Writer
 from trackstore.db import open_db
@@ -240,10 +241,14 @@ class Loader:
         counts = store_hits(storage, hits, self.rules)
         if self._delay:
             time.sleep(self._delay)
+        killpoints.join(self.writer.transaction_manager.get())
+        killpoints.here('before-commit')
         return counts
 
     def _commit(self, report, hits):
-        report.add(self.writer.run(self._store, hits))
+        counts = self.writer.run(self._store, hits)
+        killpoints.here('after-commit')
+        report.add(counts)
         # A load writes far more than it reads again: what one commit
         # touched is rarely needed by the next, and left in the cache it
         # made peak RSS grow with the input.
@@ -281,6 +286,8 @@ class Loader:
             read = 0
             for lineno, line in records:
                 read += 1
+                if not read & 1023:
+                    killpoints.here('read')
                 hit = parse_line(line, lineno, limits)
                 if hit.__class__ is Reject:
                     rejects.write(hit)
@@ -326,6 +333,7 @@ class Loader:
             rejects.close()
         report.rejected = rejects.count
         report.reject_reasons = dict(rejects.reasons)
+        killpoints.here('totals')
         if rejects.count:
             # Kept with the other counts over all loads (the dashboard
             # shows them); a load run again counts its rejects again,
@@ -416,6 +424,7 @@ class _Stream:
         counts = self.loader._store(storage, hits)
         hit_state(storage).engines[self.name] = pickle.dumps(
             self.engine.state(), protocol=5)
+        killpoints.here('stream-commit')
         return counts
 
     def _commit(self, report):

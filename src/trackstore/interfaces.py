@@ -121,6 +121,13 @@ class ITrackingStorage(Interface):
     def reindexTracks():
         """Rebuild every index from the stored tracks."""
 
+    def checkIndexes():
+        """Check the indexes against the stored tracks: every index
+        entry points at a record with that value, and every record is
+        in each index it belongs to. Returns a list of the problems
+        found, each a sentence (empty when all is well); changes
+        nothing (``reindexTracks`` repairs)."""
+
     def startRun(taskId, start=None):
         """Start a new run for the task, make it the task's current run
         and return its id. ``start`` defaults to now."""

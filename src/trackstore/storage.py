@@ -20,6 +20,7 @@ from trackstore.index import Partition
 from trackstore.index import Segmented
 from trackstore.index import dump_record
 from trackstore.index import family
+from trackstore.index import idOf
 from trackstore.index import load_record
 from trackstore.interfaces import IRun
 from trackstore.interfaces import ITrack
@@ -199,6 +200,23 @@ def _timeCriterion(timeFrom, timeTo):
         return ((timeFrom is None or v >= timeFrom)
                 and (timeTo is None or v <= timeTo))
     return _Criterion('timeStamp', low=low, high=high, test=test)
+
+
+def _indexProblems(where, name, index, expected):
+    """What differs between an index and the entries its partition's
+    records give (``checkIndexes``)."""
+    if index is None:
+        return ['%s has no %r index' % (where, name)]
+    found = set(index.keys())
+    problems = []
+    for key in sorted(found - expected):
+        problems.append('%s: the %r index has an entry for track %s, '
+                        'which has no record with that value' % (
+                            where, name, formatId(idOf(key))))
+    for key in sorted(expected - found):
+        problems.append('%s: track %s is missing from the %r index' % (
+            where, formatId(idOf(key)), name))
+    return problems
 
 
 @implementer(ITrackingStorage)
@@ -527,6 +545,36 @@ class TrackingStorage(Persistent):
                           + keys.encode(track.userName))
             partition.addEntries(entries)
             partition.addPairs(pairs)
+
+    def checkIndexes(self):
+        """Every index entry points at a record and every record is in
+        each index it belongs to; returns the problems in words."""
+        problems = []
+        for number, partition in self.partitions.items():
+            where = 'partition %s' % number
+            expected = {name: set() for name in self.indexNames}
+            pairs = set()
+            records = 0
+            for trackId, record in partition.items():
+                records += 1
+                track = self.trackFactory.fromRecord(trackId, record)
+                for name, key in self._entries(trackId, track).items():
+                    expected[name].add(key)
+                pairs.add(keys.encode(track.taskId)
+                          + keys.encode(track.userName))
+            if partition.count() != records:
+                problems.append('%s counts %d tracks but holds %d' % (
+                    where, partition.count(), records))
+            for name in self.indexNames:
+                problems.extend(_indexProblems(
+                    where, name, partition.indexes.get(name),
+                    expected[name]))
+            for pair in sorted(pairs - set(partition.pairs.keys())):
+                task, end = keys.decode(pair)
+                problems.append('%s: task %r and user %r of a track are '
+                                'not in its pairs' % (
+                                    where, task, keys.decode(pair, end)[0]))
+        return problems
 
     # reading
 

@@ -46,6 +46,10 @@ DEFAULT_AHEAD = 86400
 # Real hits are a few hundred bytes; a session is one ZODB record, and
 # ZODB warns (a paragraph each time) about records of 16 MiB and more.
 DEFAULT_MAX_HIT_BYTES = 1 << 20
+# Real hits nest two or three levels deep. A session is pickled into
+# the store, and pickling recurses: a hit nested 500 deep (valid JSON)
+# crashed a load with RecursionError before this limit.
+DEFAULT_MAX_DEPTH = 32
 
 # The event fields every hit may carry; the rest are the type's own.
 COMMON = frozenset((
@@ -107,17 +111,21 @@ class Limits:
     """What a valid hit may be: its time within ``min_time`` ..
     ``max_time`` (ISO text, epoch seconds or datetimes; ``max_time``
     None is now plus ``ahead`` seconds, moving with the clock) and its
-    record at most ``max_bytes`` long (None: any size).
+    record at most ``max_bytes`` long (None: any size), its JSON nested
+    at most ``max_depth`` levels deep (the hit itself is level 1).
 
     A hit outside the window is rejected, not stored: one epoch in
     milliseconds (read as seconds: the year 54000) would otherwise move
     the load's clock past every later hit.
     """
 
-    __slots__ = ('min_us', 'max_us', 'max_bytes', 'ahead_us', '_fixed')
+    __slots__ = ('min_us', 'max_us', 'max_bytes', 'ahead_us', '_fixed',
+                 'max_depth')
 
     def __init__(self, min_time=DEFAULT_MIN_TIME, max_time=None,
-                 max_bytes=DEFAULT_MAX_HIT_BYTES, ahead=DEFAULT_AHEAD):
+                 max_bytes=DEFAULT_MAX_HIT_BYTES, ahead=DEFAULT_AHEAD,
+                 max_depth=DEFAULT_MAX_DEPTH):
+        self.max_depth = max_depth
         self.min_us = _time_us(min_time)
         self.ahead_us = int(ahead * US)
         self._fixed = max_time is not None
@@ -556,9 +564,9 @@ def _window_reason(when, us, limits):
 
 def parse_line(line, lineno, limits=None):
     """A ``Hit`` from one line of text (bytes or str), or a ``Reject``
-    saying why not: too large, not JSON, not an object, a missing or bad
-    id, a missing type or timestamp, an unparsable timestamp or one
-    outside the window. ``limits`` is a ``Limits`` (default
+    saying why not: too large, not JSON, nested too deep, not an object,
+    a missing or bad id, a missing type or timestamp, an unparsable
+    timestamp or one outside the window. ``limits`` is a ``Limits`` (default
     ``DEFAULT_LIMITS``). Never raises for bad input."""
     if limits is None:
         limits = DEFAULT_LIMITS
@@ -569,7 +577,34 @@ def parse_line(line, lineno, limits=None):
         record = orjson.loads(line)
     except orjson.JSONDecodeError as e:
         return Reject(lineno, 'not JSON: %s' % (e.args[0],), line)
+    # Counting brackets (in C) is cheap; only a line with many is
+    # measured exactly.
+    opening = _OPENING[line.__class__]
+    if (line.count(opening[0]) + line.count(opening[1])
+            > limits.max_depth) and depth(record) > limits.max_depth:
+        return Reject(lineno, 'nested too deep: more than %d levels'
+                      % limits.max_depth, line)
     return parse_record(record, lineno, line, limits)
+
+
+_OPENING = {bytes: (b'[', b'{'), str: ('[', '{'),
+            bytearray: (b'[', b'{')}
+
+
+def depth(value):
+    """How deep a decoded JSON value nests (a scalar is 0, ``[]`` 1),
+    measured without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        value, level = stack.pop()
+        if value.__class__ is dict:
+            value = value.values()
+        elif value.__class__ is not list:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((item, level + 1) for item in value)
+    return deepest
 
 
 # -- inputs --------------------------------------------------------------
@@ -1202,7 +1237,7 @@ class RejectsWriter:
 _KINDS = ('not JSON', 'unparsable timestamp',
           'timestamp outside the window', 'bad id', 'hit too large',
           'not a JSON object', 'type is not a string',
-          'event is not a JSON object')
+          'event is not a JSON object', 'nested too deep')
 
 
 def reason_kind(reason):

@@ -19,6 +19,7 @@ import marshal
 import os
 import tempfile
 
+from trackstore import killpoints
 from trackstore.sessions.hits import Hit
 
 
@@ -91,6 +92,7 @@ class HitSorter:
                 block = marshal.dumps(rows)
                 out.write(len(block).to_bytes(8, 'big'))
                 out.write(block)
+                killpoints.here('spill')
         self.runs.append(path)
         self.held = []
         self.used = 0

@@ -88,6 +88,14 @@ class ZEOServer:
         with open(self.log, 'rb') as f:
             return f.read().decode('utf-8', 'replace')[-3000:]
 
+    def kill(self):
+        """SIGKILL the server, as a crash would end it; ``start()``
+        serves the same file on the same port again."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
     def stop(self):
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -2,7 +2,8 @@
 
 Real subprocesses of the command, a real ZEO server of the test's own
 and the real PostgreSQL; the answer is always the one of one clean,
-sequential load.
+sequential load, and ``check_store`` finds nothing wrong with what a
+killed load left behind.
 """
 import glob
 import os
@@ -15,6 +16,10 @@ import unittest
 
 import orjson
 
+from trackstore import killpoints
+from trackstore.check import check_store
+from trackstore.db import get_storage
+from trackstore.db import open_db
 from trackstore.ingest import SLOW_COMMIT_ENV
 from trackstore.ingest import ingest
 from trackstore.sessions.generate import generate
@@ -35,6 +40,19 @@ def wait_for(condition, process=None, timeout=120):
                 process.stderr.read().decode()[-2000:],))
         time.sleep(0.02)
     raise AssertionError('timed out')
+
+
+def problems_at(uri):
+    """What ``check_store`` finds wrong with the database at ``uri``."""
+    db = open_db(uri)
+    try:
+        conn = db.open()
+        try:
+            return check_store(get_storage(conn)).problems
+        finally:
+            conn.close()
+    finally:
+        db.close()
 
 
 class Base(unittest.TestCase):
@@ -88,6 +106,70 @@ class Kills(Base):
         self.assertEqual(code, 0, err)
         self.assertGreater(orjson.loads(out)['duplicates'], 0)
         self.assertEqual(visits_at(uri), visits_at(self.clean))
+
+
+class KillPoints(Base):
+    """SIGKILL at each named point of a load (``trackstore.killpoints``),
+    one load after the other into one database: each leaves a sound
+    store, and the load that finally runs through stores every hit
+    exactly once."""
+
+    ARGS = ('--memory', '64K', '--batch-size', '300')
+
+    def kill_at(self, uri, point, *args):
+        code, out, err = self.finish(self.start(
+            uri, *(self.ARGS + args),
+            env={killpoints.ENV: point, 'TMPDIR': self.dir}))
+        self.assertEqual(code, -signal.SIGKILL, (point, err[-2000:]))
+        self.assertEqual(problems_at(uri), [], point)
+
+    def resume(self, uri, *args):
+        code, out, err = self.finish(self.start(uri, *(self.ARGS + args)))
+        self.assertEqual(code, 0, err)
+        self.assertEqual(problems_at(uri), [])
+        return orjson.loads(out)
+
+    def test_every_point_of_a_batch_load(self):
+        uri = 'file://' + os.path.join(self.dir, 'Data.fs')
+        # The early points first, then commits further and further in.
+        for point in ('read:2', 'spill:3', 'store:2', 'before-commit:3',
+                      'mid-commit:5', 'after-commit:8', 'totals'):
+            self.kill_at(uri, point)
+        report = self.resume(uri)
+        self.assertEqual(report['stored'], 0)
+        self.assertEqual(report['duplicates'],
+                         report['read'] - report['rejected'])
+        self.assertEqual(visits_at(uri), visits_at(self.clean))
+
+    def test_a_live_stream(self):
+        uri = 'file://' + os.path.join(self.dir, 'Data.fs')
+        for point in ('stream-commit:2', 'mid-commit:4', 'store:9'):
+            self.kill_at(uri, point, '--follow')
+        self.resume(uri, '--follow')
+        self.assertEqual(visits_at(uri), visits_at(self.clean))
+
+    def test_a_zeo_client_killed_mid_transaction(self):
+        # The server sees a client vanish before it sent its commit,
+        # and one vanish between its vote and the end of the commit.
+        path = os.path.join(self.dir, 'zeo.fs')
+        server = ZEOServer(path).start()
+        self.addCleanup(server.stop)
+        for point in ('before-commit:2', 'mid-commit:4'):
+            self.kill_at(server.uri, point)
+        self.resume(server.uri)
+        self.assertEqual(visits_at(server.uri), visits_at(self.clean))
+        server.stop()
+        self.assertEqual(visits_at('file://' + path),
+                         visits_at(self.clean))
+
+    def test_a_bad_kill_point_is_named(self):
+        for value in ('nowhere', 'store:0', 'store:x'):
+            with self.assertRaises(ValueError) as caught:
+                killpoints.parse(value)
+            self.assertIn(killpoints.ENV, str(caught.exception))
+        self.assertEqual(killpoints.parse('store'), ('store', 1))
+        self.assertEqual(killpoints.parse('spill:3'), ('spill', 3))
+        self.assertIsNone(killpoints.parse(''))
 
 
 class Racing(Base):
@@ -146,6 +228,25 @@ class ServerAway(Base):
         server = ZEOServer(path, port=server.port).start()
         code, out, err = self.finish(proc)
         self.assertEqual(code, 0, err)
+        server.stop()
+        self.assertEqual(visits_at('file://' + path), visits_at(self.clean))
+
+    def test_killed_server(self):
+        # SIGKILL, not a shutdown: the server may die in the middle of
+        # a commit, and the restarted one finds its file as it was.
+        path = os.path.join(self.dir, 'zeo.fs')
+        server = ZEOServer(path).start()
+        self.addCleanup(lambda: server.stop())
+        proc = self.start(server.uri, '--batch-size', '300',
+                          env={SLOW_COMMIT_ENV: '0.1'})
+        for grown in (300000, 600000):
+            wait_for(lambda: os.path.getsize(path) > grown, proc)
+            server.kill()
+            time.sleep(1)
+            server.start()
+        code, out, err = self.finish(proc)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(problems_at(server.uri), [])
         server.stop()
         self.assertEqual(visits_at('file://' + path), visits_at(self.clean))
 

@@ -1,8 +1,9 @@
 """The FastAPI application.
 
-``create_app(settings)`` wires the routers, the gate (token, body size)
-and the dashboard's static files; the database is opened when the app
-starts (one per worker process) and closed when it stops.
+``create_app(settings)`` wires the routers, the gate (token, body size),
+the stricter JSON body reader (``strict.py``) and the dashboard's static
+files; the database is opened when the app starts (one per worker
+process) and closed when it stops.
 ``app_from_env()`` is the factory uvicorn's workers import.
 """
 import contextlib
@@ -19,6 +20,7 @@ from trackstore.web import reports
 from trackstore.web.database import Database
 from trackstore.web.security import Guard
 from trackstore.web.settings import Settings
+from trackstore.web.strict import StrictJSON
 
 
 STATIC = importlib.resources.files('trackstore.web') / 'static'
@@ -57,6 +59,9 @@ def create_app(settings=None, db=None):
     app.include_router(reports.router)
     app.mount('/static', StaticFiles(directory=str(STATIC)), name='static')
     app.add_api_route('/', index, include_in_schema=False)
+    # The middleware added last is the outermost: the gate (token,
+    # size) comes before the body is read for its depth.
+    app.add_middleware(StrictJSON)
     app.add_middleware(Guard, token=settings.token,
                        max_body=settings.max_body)
     return app

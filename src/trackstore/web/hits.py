@@ -37,7 +37,10 @@ def as_records(body):
         except orjson.JSONDecodeError:
             return body     # JSON Lines (or broken: the loader says so)
         if isinstance(value, dict):
-            return orjson.dumps(value) + b'\n'
+            # Line ends in JSON text are blanks between tokens, so the
+            # object is one line with them made spaces (orjson would
+            # not write it again when it nests deeper than it writes).
+            return b' '.join(stripped.splitlines()) + b'\n'
     return body
 
 
