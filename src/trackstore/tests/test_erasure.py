@@ -12,8 +12,6 @@ import transaction
 from hypothesis import strategies as st
 
 from trackstore.clickstream import ClickstreamDao
-from trackstore.clickstream.records import clickstream_records
-from trackstore.clickstream.records import slot_range
 from trackstore.db import get_storage
 from trackstore.db import open_db
 from trackstore.erasure import erase_user
@@ -32,6 +30,7 @@ from trackstore.tests.layers import ZEOServer
 from trackstore.tests.layers import for_layers
 from trackstore.tests.userdata import ERIN
 from trackstore.tests.userdata import SECRET
+from trackstore.tests.userdata import batch_consistent
 from trackstore.tests.userdata import erin_hits
 from trackstore.tests.userdata import fresh_load
 from trackstore.tests.userdata import fresh_metrics
@@ -49,21 +48,6 @@ def erin_sessions(storage):
     return [s for s in ClickstreamDao(storage).iter_records()
             if s['user_id'] == ERIN
             or s['search_meta'].get('customer') == ERIN]
-
-
-def batch_consistent(test, storage):
-    """Every batch's counter is the number of its sessions, and every
-    session is found by its id."""
-    records = clickstream_records(storage)
-    dao = ClickstreamDao(storage)
-    for run_id, batch in records.batches.items():
-        low, high = slot_range(run_id)
-        slots = len(records.numbers.keys(low, high))
-        test.assertEqual(batch.session_counter, slots)
-        test.assertEqual(len(dao.get_batch_sessions(str(run_id))), slots)
-    test.assertEqual(len(records.ids), len(records.numbers))
-    test.assertEqual(len(storage.query(taskId='clickstream')),
-                     len(records.ids))
 
 
 def hit_ids(sessions):

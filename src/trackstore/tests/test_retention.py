@@ -32,7 +32,7 @@ from trackstore.storage import TrackingStorage
 from trackstore.tests import TRACKSTORE
 from trackstore.tests import python_env
 from trackstore.tests import stored_visits
-from trackstore.tests.test_erasure import batch_consistent
+from trackstore.tests.userdata import batch_consistent
 from trackstore.tests.userdata import fresh_load
 from trackstore.tests.userdata import generated_hits
 from trackstore.tests.userdata import hit

@@ -11,6 +11,10 @@ import datetime
 
 import orjson
 
+from trackstore.check import check_store
+from trackstore.clickstream import ClickstreamDao
+from trackstore.clickstream.records import clickstream_records
+from trackstore.clickstream.records import slot_range
 from trackstore.metrics import compute
 from trackstore.tests import stored_visits
 
@@ -124,3 +128,19 @@ def fresh_load(tmpdir, hits, name='fresh'):
             conn.close()
     finally:
         db.close()
+
+
+def batch_consistent(test, storage):
+    """Every batch's counter is the number of its sessions, and every
+    session is found by its id; the whole-store check finds nothing."""
+    test.assertEqual(check_store(storage).problems, [])
+    records = clickstream_records(storage)
+    dao = ClickstreamDao(storage)
+    for run_id, batch in records.batches.items():
+        low, high = slot_range(run_id)
+        slots = len(records.numbers.keys(low, high))
+        test.assertEqual(batch.session_counter, slots)
+        test.assertEqual(len(dao.get_batch_sessions(str(run_id))), slots)
+    test.assertEqual(len(records.ids), len(records.numbers))
+    test.assertEqual(len(storage.query(taskId='clickstream')),
+                     len(records.ids))
