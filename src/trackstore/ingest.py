@@ -148,7 +148,7 @@ class IngestReport:
         if self.rejected:
             rejected += ' (see %s)' % self.rejects_path
         if self.bots:
-            rejected += ', %d bots left out' % self.bots
+            rejected += ', %d bot hits left out' % self.bots
         rate = ''
         if self.seconds > 0:
             rate = ' in %.1f s (%d hits/s)' % (

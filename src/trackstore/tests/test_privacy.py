@@ -195,7 +195,7 @@ class Databases(unittest.TestCase):
         report = self.load('plain')
         self.assertEqual((report.read, report.stored, report.bots),
                          (7, 5, 2))
-        self.assertIn('2 bots left out', report.summary())
+        self.assertIn('2 bot hits left out', report.summary())
         self.assertEqual(report.as_dict()['bots'], 2)
         self.assertEqual(self.read('plain', groups),
                          [('1', '2'), ('3',), ('4', '5')])
