@@ -165,8 +165,11 @@ class Policy:
         self.drop_bots = _choice('bots', bots, BOT_MODES) == 'drop'
         self.key = key
         self.bots = 0
-        # Visitors come back: each user agent is looked at once.
+        # Visitors come back: each user agent and each address is
+        # looked at once (crawlerdetect took 0.6 ms a new user agent,
+        # parsing an address 8 us; benchmarks/privacy.py).
         self._agents = {}
+        self._addresses = {}
         self._change = {'keep': None, 'truncate': self._truncate,
                         'hash': self._hash}[ip]
 
@@ -190,7 +193,7 @@ class Policy:
         if self._change is None or value is None:
             return hit
         event = dict(hit.event)
-        address = self._change(value)
+        address = self._address(value)
         if address is None:
             del event['ip']
         else:
@@ -202,16 +205,10 @@ class Policy:
                    hit.client, event, hit.size)
 
     def _bot(self, agent):
-        try:
-            return self._agents[agent]
-        except KeyError:
-            pass
-        except TypeError:       # not hashable: not a string, not a bot
-            return False
-        if len(self._agents) > 100000:
-            self._agents.clear()
-        found = self._agents[agent] = is_bot(agent)
-        return found
+        return _cached(self._agents, is_bot, agent)
+
+    def _address(self, value):
+        return _cached(self._addresses, self._change, value)
 
     def _truncate(self, value):
         # A value that is no address cannot be truncated, and kept as
@@ -221,3 +218,18 @@ class Policy:
 
     def _hash(self, value):
         return hash_ip(self.key, value)
+
+
+def _cached(cache, fn, value):
+    """``fn(value)``, looked up in ``cache`` (bounded) first; a value
+    that is no dict key (a list, an object) is not kept."""
+    try:
+        return cache[value]
+    except KeyError:
+        pass
+    except TypeError:
+        return fn(value)
+    if len(cache) > 100000:
+        cache.clear()
+    found = cache[value] = fn(value)
+    return found
