@@ -217,6 +217,18 @@ class Databases(unittest.TestCase):
         self.assertEqual(self.read('cut', groups),
                          [('1', '3', '2'), ('4', '5')])
 
+    def test_one_answer_in_any_order_and_split(self):
+        hits = visitors()
+        for name, parts in (('whole', [hits]),
+                            ('split', [hits[::-2], hits[-2::-2]])):
+            self.configure(name, ip='truncate')
+            for n, part in enumerate(parts):
+                self.load(name, write_hits(
+                    os.path.join(self.dir, '%s-%d.jsonl' % (name, n)),
+                    part))
+        self.assertEqual(self.read('split', stored_visits),
+                         self.read('whole', stored_visits))
+
     def test_hashing_keeps_the_sessions_and_differs_by_database(self):
         self.load('plain')
         for name in ('h1', 'h2'):
