@@ -207,8 +207,8 @@ def parquet_schema():
 
 
 class _Parquet:
-    """Rows gathered by column (what pyarrow builds a table from
-    fastest: by row took twice the time), a row group at a time."""
+    """Rows gathered by column (pyarrow's own layout), written a row
+    group at a time so that a long export holds one group at most."""
 
     def __init__(self, out):
         import pyarrow.parquet as pq
