@@ -637,5 +637,121 @@ def check_command(uri, as_json):
     sys.exit(0 if result.ok else 1)
 
 
+# -- privacy settings ---------------------------------------------------------
+
+
+def _set_privacy(storage, ip, bots):
+    from trackstore.privacy import privacy_settings
+    settings = privacy_settings(storage)
+    settings.set(ip=ip, bots=bots)
+    return settings.as_dict()
+
+
+def _show_privacy(uri):
+    from trackstore.privacy import privacy_settings
+    with existing_storage(uri) as (db, storage):
+        return privacy_settings(storage, create=False).as_dict()
+
+
+@main.command('config')
+@click.option('--db', 'uri', default=None, help=DB_HELP)
+@click.option('--ip', type=click.Choice(['keep', 'truncate', 'hash']),
+              default=None,
+              help='what later loads keep of IP addresses: as they come, '
+                   'truncated (IPv4 /24, IPv6 /48) or a keyed hash')
+@click.option('--bots', type=click.Choice(['drop', 'keep']), default=None,
+              help='leave hits of known bots and crawlers out of '
+                   'sessions (counted), or keep them')
+@click.option('--json', 'as_json', is_flag=True, help='print JSON')
+def config_command(uri, ip, bots, as_json):
+    """Show the database's privacy settings, or change them (for the
+    loads that follow). Setting them creates the database, so they can
+    be set before the first load."""
+    from trackstore.db import transact
+    if ip is None and bots is None:
+        settings = _show_privacy(uri)
+    else:
+        db = _open_db(uri)
+        try:
+            with _quiet_storages():
+                settings = transact(db, _set_privacy, ip, bots)
+        finally:
+            db.close()
+    if as_json:
+        click.echo(orjson.dumps(settings).decode())
+    else:
+        click.echo('ip: %(ip)s\nbots: %(bots)s' % settings)
+
+
+# -- export -----------------------------------------------------------------
+
+
+class _SessionBar:
+    """A rich progress bar of the sessions an export went through."""
+
+    def __init__(self, console):
+        from rich.progress import Progress
+        self.progress = Progress(console=console, transient=False)
+        self.task = self.progress.add_task('export', total=None)
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def __call__(self, done, total):
+        if done == total or not done % 500:
+            self.progress.update(self.task, completed=done, total=total)
+
+
+def run_export(uri, output, format, since=None, until=None, bar=None):
+    """Export the database at ``uri`` (which must exist) to ``output``
+    (a path, or '-' for standard output); ``bar`` is a rich Console to
+    draw a progress bar on, or None. Returns the ``ExportReport``."""
+    from trackstore.export import export
+    out = sys.stdout.buffer if output == '-' else output
+    with existing_storage(uri) as (db, storage):
+        if bar is None:
+            return export(storage, out, format, since, until)
+        with _SessionBar(bar) as progress:
+            return export(storage, out, format, since, until, progress)
+
+
+@main.command('export')
+@click.option('--db', 'uri', default=None, help=DB_HELP)
+@click.option('--format', 'format', default=None,
+              type=click.Choice(['jsonl', 'csv', 'parquet']),
+              help="the output's format (default: by its name, else jsonl)")
+@click.option('-o', '--output', default='-', show_default=True,
+              help="where to write ('-': standard output)")
+@click.option('--since', default=None,
+              help='sessions that started at or after this UTC time')
+@click.option('--until', default=None,
+              help='sessions that started before this UTC time')
+@click.option('--quiet', is_flag=True, help='no progress bar, no summary')
+def export_command(uri, format, output, since, until, quiet):
+    """Export sessions and their hits, one row per hit with its
+    session's fields. The JSON Lines export loads into another database
+    with 'trackstore ingest' and gives the same sessions."""
+    from rich.console import Console
+
+    from trackstore.export import format_of
+    format = format or format_of(output) or 'jsonl'
+    if format == 'parquet' and output == '-':
+        raise click.UsageError('parquet needs a file: give --output PATH')
+    since = _time_option(since, '--since')
+    until = _time_option(until, '--until')
+    if since is not None and until is not None and since >= until:
+        raise click.BadParameter('must be later than --since',
+                                 param_hint='--until')
+    console = Console(stderr=True)
+    bar = console if console.is_terminal and not quiet else None
+    report = run_export(uri, output, format, since, until, bar)
+    if not quiet:
+        click.echo(report.summary(), err=True)
+
+
 if __name__ == '__main__':
     main(prog_name='trackstore')

@@ -33,6 +33,7 @@ from trackstore.db import Writer
 from trackstore.db import open_db
 from trackstore.hitstore import hit_state
 from trackstore.hitstore import store_hits
+from trackstore.privacy import Policy
 from trackstore.retention import apply_retention
 from trackstore.sessions import CollectingCloser
 from trackstore.sessions import Reject
@@ -87,7 +88,9 @@ class IngestReport:
     ``read`` counts the records read (hits and rejects), ``stored`` the
     new hits taken in, ``duplicates`` the hits whose id was loaded
     before (or earlier in the same input), ``rejected`` the records
-    written to ``rejects_path``; ``late`` the hits that would have
+    written to ``rejects_path``; ``bots`` the hits of known bots and
+    crawlers left out by the database's privacy settings
+    (``trackstore.privacy``); ``late`` the hits that would have
     changed a visit of a released batch (stored as visits of their
     own); ``sessions`` the visits written and ``replaced`` the visits
     taken out because they grew, merged or lost hits; ``runs`` the
@@ -103,6 +106,7 @@ class IngestReport:
         self.stored = 0
         self.duplicates = 0
         self.rejected = 0
+        self.bots = 0
         self.rejects_path = None
         self.reject_reasons = {}
         self.late = 0
@@ -127,6 +131,7 @@ class IngestReport:
             'source': self.source, 'read': self.read,
             'stored': self.stored, 'duplicates': self.duplicates,
             'rejected': self.rejected, 'rejects_path': self.rejects_path,
+            'bots': self.bots,
             'reject_reasons': dict(self.reject_reasons),
             'late': self.late, 'sessions': self.sessions,
             'replaced': self.replaced, 'runs': self.runs,
@@ -142,6 +147,8 @@ class IngestReport:
         rejected = '%d rejected' % self.rejected
         if self.rejected:
             rejected += ' (see %s)' % self.rejects_path
+        if self.bots:
+            rejected += ', %d bot hits left out' % self.bots
         rate = ''
         if self.seconds > 0:
             rate = ' in %.1f s (%d hits/s)' % (
@@ -275,6 +282,9 @@ class Loader:
         rejects to ``rejects``; progress is told as bytes go by. An
         input that breaks off (a truncated gzip) gives the records
         before the break, and ``report.broken`` says where."""
+        policy = self.writer.run(Policy.of)
+        if not policy.changes_nothing:
+            take = _through(policy, take)
         raw, size = open_source(source)
         counter = _Counting(raw)
         stream = io.BufferedReader(counter, 1 << 20)
@@ -299,6 +309,7 @@ class Loader:
             report.read = read
             report.broken = records.broken
         finally:
+            report.bots = policy.bots
             if raw is not sys.stdin.buffer:
                 raw.close()
         return counter.count, size
@@ -334,12 +345,12 @@ class Loader:
         report.rejected = rejects.count
         report.reject_reasons = dict(rejects.reasons)
         killpoints.here('totals')
-        if rejects.count:
+        if rejects.count or report.bots:
             # Kept with the other counts over all loads (the dashboard
-            # shows them); a load run again counts its rejects again,
-            # as it counts its duplicates.
+            # shows them); a load run again counts its rejects and bots
+            # again, as it counts its duplicates.
             self.writer.run(lambda storage: hit_state(storage).add_totals(
-                {'rejected': rejects.count}))
+                {'rejected': rejects.count, 'bots': report.bots}))
         if not rejects.count:
             report.rejects_path = None
         report.pruned = self.writer.run(apply_retention)
@@ -366,6 +377,18 @@ class Loader:
                               lambda hit: stream.add(hit, report))
         finally:
             stream.finish(report)
+
+
+def _through(policy, take):
+    """``take`` behind the privacy policy: each hit as the policy
+    changes it, bots left out (and counted by the policy)."""
+    apply = policy.apply
+
+    def taking(hit):
+        hit = apply(hit)
+        if hit is not None:
+            take(hit)
+    return taking
 
 
 def stream_name(source):

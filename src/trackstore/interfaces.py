@@ -314,3 +314,45 @@ class ICloser(Interface):
 
     def close(session):
         """Take one closed session (store it, print it, keep it...)."""
+
+
+# -- privacy and export --------------------------------------------------
+
+
+class IPrivacySettings(Interface):
+    """What a database keeps of the hits it takes in
+    (``trackstore.privacy``); ``IPrivacySettings(storage)`` gives a
+    storage's settings. They apply to the hits of later loads.
+    """
+
+    ip = Attribute(
+        "'keep' (the default), 'truncate' (IPv4: last octet zeroed, "
+        "IPv6: last 80 bits) or 'hash' (HMAC-SHA256 under the key).")
+    bots = Attribute(
+        "'drop' (the default: hits of known bots and crawlers are "
+        "counted and left out of sessions) or 'keep'.")
+    key = Attribute(
+        "The database's secret hash key (bytes), made with the settings; "
+        "never shown nor exported.")
+
+    def set(ip=None, bots=None):
+        """Change the modes given; ``ValueError`` for an unknown one."""
+
+    def as_dict():
+        """``{'ip': ..., 'bots': ...}`` (without the key)."""
+
+
+class IExportReport(Interface):
+    """What one export wrote (``trackstore.export.export``)."""
+
+    format = Attribute("'jsonl', 'csv' or 'parquet'.")
+    sessions = Attribute("The sessions written.")
+    hits = Attribute("The hits written: one row (or line) each.")
+    since = Attribute("The lower bound (epoch seconds) or None.")
+    until = Attribute("The upper bound (epoch seconds) or None.")
+
+    def as_dict():
+        """The counts and bounds as a dict."""
+
+    def summary():
+        """One line for people."""

@@ -37,7 +37,8 @@ from trackstore.sessions.hits import parse_line
 def accounted(report):
     """The lines a load accounts for: every line read ends as exactly
     one of these outcomes (the one place to name a new outcome)."""
-    return report.stored + report.duplicates + report.rejected
+    return (report.stored + report.duplicates + report.rejected
+            + report.bots)
 
 
 # -- what lines hold ------------------------------------------------------

@@ -92,6 +92,15 @@ class PostHits(unittest.TestCase):
         r = self.http.post('/hits', content=b'   ')
         self.assertEqual(r.status_code, 422)
 
+    def test_bots_are_counted_and_left_out(self):
+        # Not a 422: the body was read, its one hit is a known crawler.
+        bot = hit(900101, ts='2022-05-02T10:00:00', **{
+            'user-agent': 'Googlebot/2.1 (+http://www.google.com/bot.html)'})
+        answer = self.post(orjson.dumps(bot))
+        self.assertEqual((answer['read'], answer['stored'], answer['bots']),
+                         (1, 0, 1))
+        self.assertEqual(answer['sessions'], 0)
+
     def test_reports_are_cached_until_what_they_show_changes(self):
         self.post(b''.join(hit_lines(customers=10, seed=12)[:200]))
         first = self.http.get('/metrics/orders').json()

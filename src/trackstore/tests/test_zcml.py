@@ -25,6 +25,7 @@ from trackstore.clickstream import ClickstreamDao
 from trackstore.clickstream import models
 from trackstore.interfaces import IClickstreamBulkDao
 from trackstore.interfaces import IClickstreamDao
+from trackstore.interfaces import IPrivacySettings
 from trackstore.interfaces import IRun
 from trackstore.interfaces import ITrack
 from trackstore.interfaces import ITrackingStorage
@@ -182,6 +183,17 @@ class Security(ZCMLTestCase):
         with self.assertRaises(Unauthorized):
             dao.release_batch('r1')
         self.assertEqual(self.storage.getUserNames('visits'), ['anna'])
+
+    def test_privacy_settings(self):
+        settings = IPrivacySettings(self.login('reader'))
+        self.assertEqual((settings.ip, settings.bots), ('keep', 'drop'))
+        with self.assertRaises(Unauthorized):
+            settings.set(ip='hash')
+        with self.assertRaises(ForbiddenAttribute):
+            settings.key
+        IPrivacySettings(self.login('editor')).set(ip='truncate')
+        self.assertEqual(IPrivacySettings(self.storage).as_dict(),
+                         {'ip': 'truncate', 'bots': 'drop'})
 
     def test_stranger_is_refused(self):
         storage = self.login('stranger')

@@ -5,7 +5,8 @@ to the ingest module as it is (``load_body``, the one function to adapt
 when the loader's interface changes): the same validation, dedupe by hit
 id, sessionizing and rejects as ``trackstore ingest``. The answer says
 what was stored, skipped as duplicates, and rejected with the line and
-the reason. A body whose records are all rejected is a 422.
+the reason, and the hits of bots left out (``trackstore.privacy``). A
+body whose records are all rejected is a 422.
 """
 import os
 import tempfile
@@ -96,9 +97,10 @@ async def post_hits(request: Request):
     taken = HitsOut(
         read=report['read'], stored=report['stored'],
         skipped=report['duplicates'], rejected=report['rejected'],
-        rejects=rejects, late=report['late'],
+        rejects=rejects, bots=report['bots'], late=report['late'],
         sessions=report['sessions'], replaced=report['replaced'])
-    if taken.rejected and not (taken.stored or taken.skipped):
+    if taken.rejected and not (taken.stored or taken.skipped
+                               or taken.bots):
         raise HTTPException(422, {
             'message': 'no hit in the body could be read',
             'rejects': rejects})

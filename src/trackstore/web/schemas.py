@@ -92,6 +92,8 @@ class HitsOut(BaseModel):
     skipped: int
     rejected: int
     rejects: list[Rejected]
+    #: hits of known bots and crawlers, left out of sessions
+    bots: int
     late: int
     #: sessions written (new, or moved to a new id) and taken out
     sessions: int
