@@ -38,6 +38,8 @@ import ZODB.POSException
 import ZODB.utils
 import zodburi
 
+from trackstore import ids
+
 
 #: Objects kept per connection cache. The indexes are BTrees of many
 #: buckets; ZODB's default of 400 objects thrashes once an index has a few
@@ -613,9 +615,9 @@ class Writer:
         to run out."""
         try:
             self.transaction_manager.abort()
-            if release and hasattr(self.storage, 'releasePartition'):
+            if release and hasattr(self.storage, 'partitions'):
                 commits = self.commits
-                self.run(lambda storage: storage.releasePartition())
+                self.run(ids.release)
                 self.commits = commits      # count units of work only
         finally:
             self.transaction_manager.abort()

@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 from trackstore import Run
 from trackstore import Track
 from trackstore import TrackingStorage
+from trackstore import ids
 from trackstore import keys
 from trackstore.interfaces import IRun
 from trackstore.interfaces import ITrack
@@ -246,7 +247,7 @@ class PersistenceTests(unittest.TestCase):
         conn = self.db.open()
         conn.root()['s'] = storage = TrackingStorage()
         storage.saveUserTrack('t', 0, 'u', {})
-        storage.releasePartition()
+        ids.release(storage)
         transaction.commit()
         conn.close()
         conn = self.db.open()
