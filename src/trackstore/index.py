@@ -294,9 +294,14 @@ class FieldIndex(Segmented):
         self.add([self.key(docid, value)])
 
     def index_docs(self, pairs):
-        entries = [self.key(docid, value) for docid, value in pairs]
+        entries = self.keysOf(pairs)
         entries.sort()
         self.add(entries)
+
+    def keysOf(self, pairs):
+        encode = keys.encoder()
+        return [encode(value) + docid.to_bytes(8, 'big')
+                for docid, value in pairs]
 
     def unindex_doc(self, docid, value):
         self.remove(self.key(docid, value))
@@ -335,6 +340,11 @@ class TimeIndex(FieldIndex):
     def encode(self, value):
         return keys.encode_float(float(value))
 
+    def keysOf(self, pairs):
+        encode = keys.encode_float
+        return [encode(float(value)) + docid.to_bytes(8, 'big')
+                for docid, value in pairs]
+
     def ranges(self, query):
         if isinstance(query, tuple) and query[:1] == ('range',):
             _, low, high = query
@@ -354,6 +364,15 @@ class UserIndex(FieldIndex):
     def encode(self, value):
         taskId, userName = value
         return keys.encode(taskId) + keys.encode(userName)
+
+    def keysOf(self, pairs):
+        # Tasks repeat, users mostly do not.
+        encodeTask = keys.encoder()
+        encode = keys.encode
+        encodeStr = keys.encode_str
+        return [encodeTask(task) + (
+            encodeStr(user) if user.__class__ is str else encode(user))
+            + docid.to_bytes(8, 'big') for docid, (task, user) in pairs]
 
     def encodePrefix(self, value):
         taskId, userName = value

@@ -363,7 +363,7 @@ class TrackingStorage(Persistent):
             partition.store([(row[1], row[6]) for row in group])
             for name, pairs in self._indexPairs(group).items():
                 partition.indexValues(name, pairs)
-            encode = keys.encode
+            encode = keys.encoder()
             partition.addPairs({encode(row[2]) + encode(row[4])
                                 for row in group})
 
