@@ -255,8 +255,11 @@ def idOf(key):
 def prefixRanges(prefixes):
     """Key ranges for byte prefixes; a prefix covered by a shorter one
     is dropped, so that no id is found twice."""
+    prefixes = sorted(set(prefixes))
+    if len(prefixes) == 1:
+        return [(prefixes[0], keys.after(prefixes[0]))]
     kept = []
-    for prefix in sorted(set(prefixes)):
+    for prefix in prefixes:
         if not any(prefix.startswith(k) for k in kept):
             kept.append(prefix)
     return [(prefix, keys.after(prefix)) for prefix in kept]
@@ -363,6 +366,8 @@ class UserIndex(FieldIndex):
 
     def encode(self, value):
         taskId, userName = value
+        if userName.__class__ is str:
+            return keys.encode(taskId) + keys.encode_str(userName)
         return keys.encode(taskId) + keys.encode(userName)
 
     def keysOf(self, pairs):

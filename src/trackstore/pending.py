@@ -53,10 +53,11 @@ class Pending:
             return None
         txn = jar.transaction_manager.get()
         try:
-            return txn.data(storage)
+            pending = txn.data(storage)
         except KeyError:
-            if not create:
-                return None
+            pending = None
+        if pending is not None or not create:
+            return pending
         pending = cls(storage, txn)
         txn.set_data(storage, pending)
         return pending
@@ -97,8 +98,13 @@ class Pending:
         return _Savepoint(self)
 
     def abort(self, txn):
+        # Also called when a savepoint taken before this joined is
+        # rolled back; the transaction then drops this data manager, so
+        # the next save makes a new one, which joins again.
         self.rows = []
         self.flushed = 0
+        self.clearCaches()
+        txn.set_data(self.storage, None)
 
     def tpc_begin(self, txn):
         pass

@@ -14,12 +14,21 @@ from trackstore.index import valueList
 
 
 class Criterion:
-    """One criterion: its index, its query there, a test of a value."""
+    """One criterion: its index, its query there, a test of a value
+    (made when first needed: the criterion that is walked needs none).
+    """
 
-    def __init__(self, name, query, test):
+    def __init__(self, name, query, values=None, test=None):
         self.name = name
         self.query = query
-        self.test = test
+        self.values = values
+        self._test = test
+
+    @property
+    def test(self):
+        if self._test is None:
+            self._test = valueTest(self.name, self.values)
+        return self._test
 
     def ids(self, partitions):
         found = []
@@ -55,7 +64,7 @@ def timeRange(timeFrom, timeTo):
         value = float(value)
         return ((timeFrom is None or value >= timeFrom)
                 and (timeTo is None or value <= timeTo))
-    return Criterion(TIME_INDEX, ('range', timeFrom, timeTo), test)
+    return Criterion(TIME_INDEX, ('range', timeFrom, timeTo), test=test)
 
 
 def criteria(storage, given):
@@ -74,7 +83,12 @@ def criteria(storage, given):
         if name == USER_INDEX:
             query = [(task, user) for task in tasksOf(storage, given)
                      for user in values]
-        result.append(Criterion(name, query, valueTest(name, values)))
+        elif name == 'taskId' and USER_INDEX in given and not any(
+                isPrefix(v) for v in values):
+            # The user index's keys start with these tasks: walking it
+            # answers this criterion too.
+            continue
+        result.append(Criterion(name, query, values))
     if timeFrom is not None or timeTo is not None:
         result.append(timeRange(
             None if timeFrom is None else float(timeFrom),
@@ -147,7 +161,7 @@ def userTracks(storage, taskId, runId, userName):
                        key=lambda t: (float(t.timeStamp), int(t.__name__)))
     else:
         found = select(storage, [Criterion(
-            USER_INDEX, [(taskId, userName)], None)])
+            USER_INDEX, [(taskId, userName)])])
     return [track for track in found if track.runId == runId
             and track.userName == userName
             and keys.encode(track.taskId) == keys.encode(taskId)]
