@@ -75,12 +75,14 @@ class RecordTree(family.IO.BTree):
     saved and when it changes, never by a merge. Leaves of 32: appending
     a record rewrites the last bucket, so a small transaction (one
     session of a few KB, the web case) writes tens of KB, not hundreds;
-    bulk saves fill whole new buckets anyway. Internal nodes of 500: ids
-    grow, so the tree is only ever appended to, and a wide node keeps it
-    shallow.
+    bulk saves fill whole new buckets anyway. Internal nodes of 16, not
+    500: a query in a new process loads the path to each record it
+    returns, and loading a node makes a ghost of every child; with 500
+    a 100-track query made 11,900 ghosts and took 50-65 ms, with 16 it
+    makes 2,000 and takes 15 ms (200,000 tracks, docs/performance.txt).
     """
     max_leaf_size = 32
-    max_internal_size = 500
+    max_internal_size = 16
 
 
 class Segmented(Persistent):
