@@ -1,13 +1,26 @@
 """Save N tracks of U users into a FileStorage and into SQLite; compare.
 
     python benchmarks/core.py [--tracks 1000000] [--users 100000]
+                              [--cache N]
+    python benchmarks/core.py --per-call [--tracks 100000] [--users 10000]
+    python benchmarks/core.py --queries [--tracks 100000] [--users 10000]
+
+The default (bulk) mode:
 
 Both stores get the same rows (task, run, user, time stamp, a small data
 dict) in the same order, committed every ``--commit`` rows, with the same
 four indexes. Each store runs in its own subprocess so that its peak RSS
 is its own. Printed: tracks/s, peak RSS, bytes on disk per track, and the
 warm and cold time of a task+user query returning ``--hits`` tracks, with
-the ratio of trackstore to SQLite.
+the ratio of trackstore to SQLite. ``--cache`` is the ZODB connection
+cache size (objects); without it, the package's default
+(``trackstore.db.DEFAULT_CACHE_SIZE``) is used.
+
+``--per-call`` saves the tracks the way a Zope application does, one
+``saveUserTrack`` call a track (5 tasks), against one ``INSERT`` a row in
+SQLite, committing every ``--commit`` rows, in one run. ``--queries``
+then times small task+user queries (tracks of users that have 1 to 10),
+warm and each in a new process, against SQLite's.
 """
 import argparse
 import json
@@ -46,6 +59,11 @@ def du(path):
     return total
 
 
+def cache_size(args):
+    from trackstore.db import DEFAULT_CACHE_SIZE
+    return args.cache or DEFAULT_CACHE_SIZE
+
+
 def timed_query(fn, repeat=20):
     best = None
     for _ in range(repeat):
@@ -64,7 +82,8 @@ def run_trackstore(args, workdir):
     from trackstore import TrackingStorage
 
     path = os.path.join(workdir, 'tracks.fs')
-    db = ZODB.DB(ZODB.FileStorage.FileStorage(path), cache_size=100_000)
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(path),
+                 cache_size=cache_size(args))
     conn = db.open()
     storage = conn.root()['tracks'] = TrackingStorage()
     runId = storage.startRun(TASK)
@@ -155,6 +174,16 @@ PATHS = {'trackstore': 'tracks.fs', 'sqlite': 'tracks.sqlite'}
 
 
 def child(args):
+    if args.per_call and args.cold:
+        elapsed, right = cold_small(args)
+        assert right
+        print(json.dumps(elapsed))
+        return
+    if args.per_call:
+        fn = percall_trackstore if args.child == 'trackstore' \
+            else percall_sqlite
+        print(json.dumps(fn(args, args.workdir)))
+        return
     if args.cold:
         fn = cold_trackstore if args.child == 'trackstore' else cold_sqlite
         elapsed, n = fn(os.path.join(args.workdir, PATHS[args.child]))
@@ -190,6 +219,183 @@ def cold_run(name, workdir, args, drop, repeat=5):
     return sorted(times)[len(times) // 2], dropped
 
 
+# -- per call: one saveUserTrack a track, one INSERT a row --------------
+
+TASKS = ['task%d' % n for n in range(5)]
+SQL_SMALL = 'SELECT * FROM tracks WHERE task = ? AND user = ? ' \
+    'ORDER BY ts, id'
+
+
+def call_rows(n, users, seed=2):
+    """Deterministic rows for the per-call mode: 5 tasks."""
+    rnd = random.Random(seed)
+    t0 = 1_700_000_000.0
+    for i in range(n):
+        yield (rnd.choice(TASKS), 'u%d' % rnd.randrange(users),
+               t0 + i * 0.01, {'page': '/p/%d' % rnd.randrange(5000),
+                               'n': i})
+
+
+def small_pairs(args, count=200):
+    """(task, user) pairs with 1 to 10 tracks, and how many each has."""
+    counts = {}
+    for task, user, _, _ in call_rows(args.tracks, args.users):
+        counts[task, user] = counts.get((task, user), 0) + 1
+    small = sorted(pair for pair, n in counts.items() if 1 <= n <= 10)
+    pairs = random.Random(3).sample(small, min(count, len(small)))
+    return [(pair, counts[pair]) for pair in pairs]
+
+
+def warm_queries(fn, pairs):
+    """The median over pairs of each pair's best of 5 (after one pass
+    that warms the caches)."""
+    for (task, user), n in pairs:
+        assert len(fn(task, user)) == n, (task, user)
+    times = []
+    for (task, user), _ in pairs:
+        best, _ = timed_query(lambda: fn(task, user), repeat=5)
+        times.append(best)
+    return sorted(times)[len(times) // 2]
+
+
+def percall_trackstore(args, workdir):
+    import transaction
+    import ZODB
+    import ZODB.FileStorage
+
+    from trackstore import TrackingStorage
+
+    path = os.path.join(workdir, 'tracks.fs')
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(path),
+                 cache_size=cache_size(args))
+    conn = db.open()
+    storage = conn.root()['tracks'] = TrackingStorage()
+    transaction.commit()
+    save = storage.saveUserTrack
+    start = time.perf_counter()
+    for i, (task, user, ts, data) in enumerate(
+            call_rows(args.tracks, args.users), 1):
+        save(task, 0, user, data, timeStamp=ts)
+        if i % args.commit == 0:
+            transaction.commit()
+    transaction.commit()
+    elapsed = time.perf_counter() - start
+    result = dict(rate=args.tracks / elapsed, rss=peak_rss_mb())
+    if args.queries:
+        result['warm'] = warm_queries(
+            lambda t, u: storage.query(taskId=t, userName=u),
+            small_pairs(args))
+    db.close()
+    return result
+
+
+def sqlite_table(path):
+    db = sqlite3.connect(path)
+    db.execute('CREATE TABLE tracks (id INTEGER PRIMARY KEY, task TEXT, '
+               'run INTEGER, user TEXT, ts REAL, data TEXT)')
+    for col in ('task', 'run', 'user', 'ts'):
+        db.execute('CREATE INDEX i_%s ON tracks (%s)' % (col, col))
+    db.commit()
+    return db
+
+
+def sqlite_small(conn, task, user):
+    return [(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+            for r in conn.execute(SQL_SMALL, (task, user))]
+
+
+def percall_sqlite(args, workdir):
+    db = sqlite_table(os.path.join(workdir, 'tracks.sqlite'))
+    insert = 'INSERT INTO tracks (task, run, user, ts, data) ' \
+             'VALUES (?, ?, ?, ?, ?)'
+    execute = db.execute
+    start = time.perf_counter()
+    for i, (task, user, ts, data) in enumerate(
+            call_rows(args.tracks, args.users), 1):
+        execute(insert, (task, 1, user, ts, json.dumps(data)))
+        if i % args.commit == 0:
+            db.commit()
+    db.commit()
+    elapsed = time.perf_counter() - start
+    result = dict(rate=args.tracks / elapsed, rss=peak_rss_mb())
+    if args.queries:
+        result['warm'] = warm_queries(
+            lambda t, u: sqlite_small(db, t, u), small_pairs(args))
+    db.close()
+    return result
+
+
+def cold_small(args):
+    """One small query in this (new) process, open included."""
+    (task, user), n = small_pairs(args)[args.pair]
+    path = os.path.join(args.workdir, PATHS[args.child])
+    if args.child == 'sqlite':
+        t = time.perf_counter()
+        found = sqlite_small(sqlite3.connect(path), task, user)
+        return time.perf_counter() - t, len(found) == n
+    import ZODB
+    import ZODB.FileStorage
+
+    import trackstore  # noqa: F401
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(path, read_only=True))
+    t = time.perf_counter()
+    found = db.open().root()['tracks'].query(taskId=task, userName=user)
+    elapsed = time.perf_counter() - t
+    db.close()
+    return elapsed, len(found) == n
+
+
+def percall_main(args):
+    results = {}
+    with tempfile.TemporaryDirectory() as top:
+        for name in ('trackstore', 'sqlite'):
+            workdir = os.path.join(top, name)
+            os.mkdir(workdir)
+            results[name] = child_run(name, workdir, args)
+            if args.queries:
+                times = [child_run(name, workdir, args, '--cold',
+                                   '--pair', str(i)) for i in range(5)]
+                results[name]['cold'] = sorted(times)[2]
+    ts, sq = results['trackstore'], results['sqlite']
+    print('per call: %d tracks of %d users in %d tasks, commit every %d, '
+          'cache %d' % (args.tracks, args.users, len(TASKS), args.commit,
+                        cache_size(args)))
+    print('%-26s %14s %14s %10s' % ('', 'trackstore', 'SQLite', 'ratio'))
+    print_row('saves, tracks/s', ts['rate'], sq['rate'], '%14.0f')
+    print_row('peak RSS, MB', ts['rss'], sq['rss'], '%14.0f')
+    bars = ['per-call saves >= 0.5x SQLite: %s'
+            % ok(ts['rate'] >= 0.5 * sq['rate'])]
+    if args.queries:
+        print_row('small query warm, ms', ts['warm'] * 1000,
+                  sq['warm'] * 1000, '%14.3f')
+        print_row('small query new proc, ms', ts['cold'] * 1000,
+                  sq['cold'] * 1000, '%14.3f')
+        bars.append('small warm query <= 2x SQLite: %s'
+                    % ok(ts['warm'] <= 2 * sq['warm']))
+    print('bars: ' + '; '.join(bars))
+
+
+def ok(flag):
+    return 'met' if flag else 'MISSED'
+
+
+def print_row(label, ours, theirs, fmt):
+    print('%-26s' % label + fmt % ours + fmt % theirs
+          + '%10.2fx' % (ours / theirs))
+
+
+def child_run(name, workdir, args, *extra):
+    command = [sys.executable, __file__, '--child', name, '--workdir',
+               workdir, '--tracks', str(args.tracks), '--users',
+               str(args.users), '--commit', str(args.commit), '--hits',
+               str(args.hits), '--cache', str(cache_size(args))]
+    command += ['--per-call'] if args.per_call else []
+    command += ['--queries'] if args.queries else []
+    out = subprocess.run(command + list(extra), check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--tracks', type=int, default=1_000_000)
@@ -199,9 +405,22 @@ def main():
     parser.add_argument('--child', choices=['trackstore', 'sqlite'])
     parser.add_argument('--cold', action='store_true')
     parser.add_argument('--workdir')
+    parser.add_argument('--cache', type=int, default=0,
+                        help='ZODB connection cache size, objects')
+    parser.add_argument('--per-call', action='store_true')
+    parser.add_argument('--queries', action='store_true')
+    parser.add_argument('--pair', type=int, default=0)
     args = parser.parse_args()
+    if args.queries:
+        args.per_call = True
+    if args.per_call and not args.child:
+        for name, value in (('tracks', 1_000_000), ('users', 100_000)):
+            if getattr(args, name) == value:
+                setattr(args, name, value // 10)
     if args.child:
         return child(args)
+    if args.per_call:
+        return percall_main(args)
     results = {}
     dropped = True
     with tempfile.TemporaryDirectory() as top:
@@ -212,7 +431,8 @@ def main():
                 [sys.executable, __file__, '--child', name,
                  '--workdir', workdir,
                  '--tracks', str(args.tracks), '--users', str(args.users),
-                 '--commit', str(args.commit), '--hits', str(args.hits)],
+                 '--commit', str(args.commit), '--hits', str(args.hits),
+                 '--cache', str(cache_size(args))],
                 check=True, capture_output=True, text=True).stdout
             results[name] = json.loads(out.strip().splitlines()[-1])
             results[name]['cold'], _ = cold_run(name, workdir, args, False)
@@ -220,8 +440,9 @@ def main():
                 name, workdir, args, True)
             dropped = dropped and ok
     ts, sq = results['trackstore'], results['sqlite']
-    print('%d tracks of %d users, commit every %d, query returns %d'
-          % (args.tracks, args.users, args.commit, args.hits))
+    print('%d tracks of %d users, commit every %d, query returns %d, '
+          'cache %d' % (args.tracks, args.users, args.commit, args.hits,
+                        cache_size(args)))
     print('%-26s %14s %14s %10s' % ('', 'trackstore', 'SQLite', 'ratio'))
     lines = [
         ('saves, tracks/s', 'rate', '%14.0f', ts['rate'] / sq['rate']),

@@ -38,11 +38,14 @@ import ZODB.POSException
 import ZODB.utils
 import zodburi
 
+from trackstore import ids
+
 
 #: Objects kept per connection cache. The indexes are BTrees of many
 #: buckets; ZODB's default of 400 objects thrashes once an index has a few
-#: thousand buckets (see docs/performance.txt).
-DEFAULT_CACHE_SIZE = 100000
+#: thousand buckets. 20,000 keeps a 1M-track load under 250 MB; more
+#: buys little speed for much memory (see docs/performance.txt).
+DEFAULT_CACHE_SIZE = 20000
 
 #: Where the database lives when no URI is given (relative to the cwd).
 DEFAULT_PATH = os.path.join('var', 'trackstore.fs')
@@ -613,9 +616,9 @@ class Writer:
         to run out."""
         try:
             self.transaction_manager.abort()
-            if release and hasattr(self.storage, 'releasePartition'):
+            if release and hasattr(self.storage, 'partitions'):
                 commits = self.commits
-                self.run(lambda storage: storage.releasePartition())
+                self.run(ids.release)
                 self.commits = commits      # count units of work only
         finally:
             self.transaction_manager.abort()

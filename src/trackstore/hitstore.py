@@ -98,7 +98,9 @@ def hit_state(storage, create=True):
 def id_key(idkey):
     """The key of a hit id in ``HitState.ids``: the encoding of the int
     when the text is a 64-bit integer (9 bytes), else of the text."""
-    if idkey.isdigit() or (idkey[:1] == '-' and idkey[1:].isdigit()):
+    # isascii: int() fails on digits like '\u00b2' that isdigit takes.
+    digits = idkey[1:] if idkey[:1] == '-' else idkey
+    if digits.isascii() and digits.isdigit():
         value = int(idkey)
         if str(value) == idkey and _INT64_MIN <= value <= _INT64_MAX:
             return keys.encode(value)

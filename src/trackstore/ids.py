@@ -8,8 +8,8 @@ writer's own transaction: two connections that claim the same free
 partition at once conflict on it, and the retry picks another one.
 
 A lease is renewed by the owner's writes and may be released when the
-owner is done (``TrackingStorage.releasePartition``). A writer that stops
-without releasing leaves its partition to the next claimant after
+owner is done (``release``, which ``db.Worker.close`` calls). A writer
+that stops without releasing leaves its partition to the next claimant after
 ``LEASE`` seconds; should two writers ever share a partition, they are
 merely back to ZODB's ordinary conflict handling, which stays correct.
 """
@@ -21,7 +21,11 @@ import uuid
 
 
 LEASE = 120.0
-# Partition numbers are the top bits of 64-bit (signed) track ids.
+# Track ids are ``partition number << ID_BITS | sequence``: partition 0
+# hands out 1, 2, 3 ... as a single writer always did. Partition numbers
+# are the top bits of 64-bit (signed) track ids.
+ID_BITS = 40
+ID_MASK = (1 << ID_BITS) - 1
 MAX_PARTITION = 1 << 23
 _random = random.SystemRandom()
 
@@ -67,3 +71,59 @@ def claim(partitions, token, create, now=None):
     free.owner = token
     free.leaseUntil = now + LEASE
     return free
+
+
+def partitionOf(trackId):
+    """The number of the partition that holds track ``trackId``."""
+    return trackId >> ID_BITS
+
+
+def allocate(partition, n):
+    """Take ``n`` consecutive ids from the partition's sequence."""
+    first = partition.lastId + 1
+    partition.lastId += n
+    if partition.lastId - (partition.number << ID_BITS) > ID_MASK:
+        raise OverflowError('partition %s is full' % partition.number)
+    return range(first, first + n)
+
+
+def firstId(number):
+    """What ``lastId`` of a new partition starts at."""
+    return number << ID_BITS
+
+
+def writerPartition(storage):
+    """The partition the storage's connection writes into (claimed or
+    renewed as needed); a storage outside a database has one writer and
+    writes into partition 0."""
+    jar = storage._p_jar
+    if jar is None:
+        return storage.partitions[0]
+    token = ownerToken(jar)
+    cached = getattr(storage, '_v_partition', None)
+    # The cache may hold a partition created in a transaction that was
+    # aborted since: one that is not in the tree is no partition.
+    if (cached is not None and cached._p_jar is jar
+            and storage.partitions.get(cached.number) is cached
+            and cached.owner == token
+            and cached.leaseUntil - time.time() > LEASE / 2):
+        return cached
+    partition = claim(storage.partitions, token, storage._newPartition)
+    storage._v_partition = partition
+    return partition
+
+
+def release(storage):
+    """Give up the partition leases of the storage's connection, so the
+    next writer reuses the partition instead of waiting for the lease to
+    run out. Leasing is no part of the storage's public contract: the
+    unit-of-work runner (``db.Worker``) calls this when it closes."""
+    jar = storage._p_jar
+    if jar is None:
+        return
+    token = ownerToken(jar)
+    for partition in storage.partitions.values():
+        if partition.owner == token:
+            partition.owner = None
+            partition.leaseUntil = 0.0
+    storage._v_partition = None

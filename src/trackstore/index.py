@@ -1,21 +1,26 @@
-"""Partitions: the trees that hold tracks and their index entries.
+"""Partitions, their indexes and the one contract every index keeps.
 
 A storage is split into partitions, and each writing connection fills its
-own (see ``ids.py``), so concurrent writers change different trees and
-almost never conflict, not even when their buckets split. Queries merge
-the partitions.
+own (``ids.py`` knows which, and how ids are laid out), so concurrent
+writers change different trees and almost never conflict, not even when
+their buckets split. Queries merge the partitions (``query.py``).
 
 A partition keeps
 
 - ``records``: track id -> record (flat bytes). Ids grow, so a commit
   appends to the end of this tree: a record is written once, when it is
   saved, and again only when it changes (see ``RecordTree``);
-- one segmented tree set per index, the user index included, of
-  ``encoded value + packed id`` byte keys, so a high-cardinality index
-  costs no persistent object per value, and only these small keys take
-  part in the merges;
+- one index per index name (``ITrackIndex``: ``FieldIndex``, and
+  ``TimeIndex`` and ``UserIndex`` for the metadata that need more), each
+  a segmented tree set of ``encoded value + packed id`` byte keys, so a
+  high-cardinality index costs no persistent object per value, and only
+  these small keys take part in the merges;
 - ``pairs``: ``encoded task + encoded user`` keys, for ``getUserNames``
   and ``getTaskIds`` without reading tracks.
+
+Sets and maps are told apart in one place: the indexes and ``pairs`` are
+sets (``Segmented``, of ``IndexSet`` segments); the one map is
+``RecordTree``, which is never segmented.
 
 All trees come from the 64-bit family, so ids and counts do not overflow
 past 2**31.
@@ -27,32 +32,34 @@ import pickle
 import BTrees
 from BTrees.Length import Length
 from persistent import Persistent
+from zope.interface import implementer
+
+from trackstore import ids
+from trackstore import keys
+from trackstore.interfaces import ITrackIndex
 
 
 family = BTrees.family64
 
-# Track ids are ``partition number << ID_BITS | sequence``: partition 0
-# hands out 1, 2, 3 ... as a single writer always did.
-ID_BITS = 40
-ID_MASK = (1 << ID_BITS) - 1
 USER_INDEX = 'userName'
+TIME_INDEX = 'timeStamp'
+
+# How index keys are laid out (``TrackingStorage.keyLayout``). 1: every
+# index key is ``encoded value + id``. 2: the user index key starts with
+# the encoded task, so a task+user query is one walk of one index;
+# ``reindexTracks`` brings a layout 1 store to 2.
+KEY_LAYOUT = 2
 
 
-# Leaves are larger than the defaults: bulk inserts are sorted, and fewer,
-# larger buckets mean fewer objects to write per commit. Internal nodes
-# are smaller than the defaults: loading a node makes a ghost of each of
-# its children, which is most of the cost of a cold lookup (see
-# docs/performance.txt).
+# Leaves are larger than the defaults (30 for OO sets): bulk inserts are
+# sorted, and fewer, larger buckets mean fewer objects to write per
+# commit. Internal nodes are smaller than the defaults (250): loading a
+# node makes a ghost of each of its children, which is most of the cost
+# of a cold lookup (see docs/performance.txt).
 
 
 class IndexSet(family.OO.TreeSet):
-    """A tree set of index keys."""
-    max_leaf_size = 250
-    max_internal_size = 16
-
-
-class RecordMap(family.OO.BTree):
-    """Key -> value, the segments of a ``SegmentedMap``."""
+    """A tree set of index keys, the segments of a ``Segmented``."""
     max_leaf_size = 250
     max_internal_size = 16
 
@@ -68,10 +75,14 @@ class RecordTree(family.IO.BTree):
     saved and when it changes, never by a merge. Leaves of 32: appending
     a record rewrites the last bucket, so a small transaction (one
     session of a few KB, the web case) writes tens of KB, not hundreds;
-    bulk saves fill whole new buckets anyway.
+    bulk saves fill whole new buckets anyway. Internal nodes of 16, not
+    500: a query in a new process loads the path to each record it
+    returns, and loading a node makes a ghost of every child; with 500
+    a 100-track query made 11,900 ghosts and took 50-65 ms, with 16 it
+    makes 2,000 and takes 15 ms (200,000 tracks, docs/performance.txt).
     """
     max_leaf_size = 32
-    max_internal_size = 500
+    max_internal_size = 16
 
 
 class Segmented(Persistent):
@@ -116,18 +127,14 @@ class Segmented(Persistent):
     def level(cls, size):
         return int(math.log(max(size, 1), cls.FANOUT))
 
-    def _first(self, items):
-        return items[0] if self.segmentFactory is IndexSet else items[0][0]
-
     def add(self, items):
-        """Add sorted, distinct keys (a set) or sorted (key, value) pairs
-        (a map)."""
+        """Add sorted keys."""
         if not items:
             return
         if self.segments:
             newest = self.segments[-1]
             try:
-                appends = newest.maxKey() < self._first(items)
+                appends = newest.maxKey() < items[0]
             except ValueError:      # an empty segment
                 appends = False
             if appends:
@@ -166,8 +173,7 @@ class Segmented(Persistent):
             # time; a later duplicate key is the same entry again.
             allItems.sort()
             self._update(merged, allItems)
-            size = len(allItems) if self.segmentFactory is not IndexSet \
-                else len(merged)
+            size = len(merged)
             segments = [seg for i, seg in enumerate(segments)
                         if i not in group] + [merged]
             sizes = [n for i, n in enumerate(sizes)
@@ -181,13 +187,26 @@ class Segmented(Persistent):
     def _items(segment):
         return segment.keys()
 
+    def ids(self, low, high):
+        """The ids of the keys with low <= key < high, in no particular
+        order (callers sort what they return)."""
+        found = []
+        for segment in self.segments:
+            found.extend([idOf(key) for key in segment.keys(
+                min=low, max=high, excludemax=True)])
+        return found
+
+    def iterIds(self, low, high):
+        """Like ``ids()``, but lazily, for walking only as far as
+        needed."""
+        for segment in self.segments:
+            for key in segment.keys(min=low, max=high, excludemax=True):
+                yield idOf(key)
+
     def remove(self, key):
         for i, segment in enumerate(self.segments):
             if key in segment:
-                if isinstance(segment, IndexSet):
-                    segment.remove(key)
-                else:
-                    del segment[key]
+                segment.remove(key)
                 sizes = list(self.sizes)
                 sizes[i] -= 1
                 self.sizes = sizes
@@ -215,35 +234,6 @@ class Segmented(Persistent):
         return any(key in segment for segment in self.segments)
 
 
-class SegmentedMap(Segmented):
-    """``Segmented`` with values: key -> record bytes."""
-
-    segmentFactory = RecordMap
-
-    @staticmethod
-    def _items(segment):
-        return segment.items()
-
-    @staticmethod
-    def _update(segment, items):
-        segment.update(items)
-
-    def get(self, key, default=None):
-        for segment in self.segments:
-            value = segment.get(key)
-            if value is not None:
-                return value
-        return default
-
-    def set(self, key, value):
-        """Replace the value of an existing key, where it is."""
-        for segment in self.segments:
-            if key in segment:
-                segment[key] = value
-                return
-        raise KeyError(key)
-
-
 def _unique(ordered):
     last = None
     for key in ordered:
@@ -264,31 +254,171 @@ def idOf(key):
     return int.from_bytes(key[-8:], 'big')
 
 
+def prefixRanges(prefixes):
+    """Key ranges for byte prefixes; a prefix covered by a shorter one
+    is dropped, so that no id is found twice."""
+    prefixes = sorted(set(prefixes))
+    if len(prefixes) == 1:
+        return [(prefixes[0], keys.after(prefixes[0]))]
+    kept = []
+    for prefix in prefixes:
+        if not any(prefix.startswith(k) for k in kept):
+            kept.append(prefix)
+    return [(prefix, keys.after(prefix)) for prefix in kept]
+
+
+def valueList(query):
+    """A query's values: a list, tuple or set means any of them."""
+    if isinstance(query, (list, tuple, set, frozenset)):
+        return list(query)
+    return [query]
+
+
+def isPrefix(value):
+    return isinstance(value, str) and value.endswith('*')
+
+
+@implementer(ITrackIndex)
+class FieldIndex(Segmented):
+    """Tracks by the value of one attribute.
+
+    A key is ``keys.encode(value) + packed id``: values of any type sort
+    and compare, and the id makes each entry a key of its own.
+    """
+
+    def encode(self, value):
+        return keys.encode(value)
+
+    def encodePrefix(self, value):
+        return keys.encode_prefix(value[:-1])
+
+    def key(self, docid, value):
+        return self.encode(value) + keys.pack_id(docid)
+
+    def index_doc(self, docid, value):
+        self.add([self.key(docid, value)])
+
+    def index_docs(self, pairs):
+        entries = self.keysOf(pairs)
+        entries.sort()
+        self.add(entries)
+
+    def keysOf(self, pairs):
+        encode = keys.encoder()
+        return [encode(value) + docid.to_bytes(8, 'big')
+                for docid, value in pairs]
+
+    def unindex_doc(self, docid, value):
+        self.remove(self.key(docid, value))
+
+    def ranges(self, query):
+        """The key ranges that ``query`` selects."""
+        return prefixRanges(
+            self.encodePrefix(v) if isPrefix(v) else self.encode(v)
+            for v in valueList(query))
+
+    def apply(self, query):
+        found = []
+        for low, high in self.ranges(query):
+            found.extend(self.ids(low, high))
+        return found
+
+    def iterApply(self, query):
+        """Like ``apply``, lazily (to walk only as far as needed)."""
+        for low, high in self.ranges(query):
+            yield from self.iterIds(low, high)
+
+    def entries(self):
+        for key in self.keys():
+            yield key[:-keys.ID_SIZE], idOf(key)
+
+    def documentCount(self):
+        return sum(len(segment) for segment in self.segments)
+
+    def wordCount(self):
+        return len({value for value, _ in self.entries()})
+
+
+class TimeIndex(FieldIndex):
+    """Tracks by time stamp: floats, and ranges of them."""
+
+    def encode(self, value):
+        return keys.encode_float(float(value))
+
+    def keysOf(self, pairs):
+        encode = keys.encode_float
+        return [encode(float(value)) + docid.to_bytes(8, 'big')
+                for docid, value in pairs]
+
+    def ranges(self, query):
+        if isinstance(query, tuple) and query[:1] == ('range',):
+            _, low, high = query
+            return [(keys.FLOAT if low is None else self.encode(low),
+                     keys.after(keys.FLOAT if high is None
+                                else self.encode(high)))]
+        return super().ranges(query)
+
+
+class UserIndex(FieldIndex):
+    """Tracks by (task, user): a value is a ``(taskId, userName)`` pair
+    and the key starts with the encoded task (key layout 2), so that
+    the tracks of a user in a task, the query a Zope application makes
+    per request, are one walk of one index. A user name may be a prefix
+    (``(task, 'an*')``)."""
+
+    def encode(self, value):
+        taskId, userName = value
+        if userName.__class__ is str:
+            return keys.encode(taskId) + keys.encode_str(userName)
+        return keys.encode(taskId) + keys.encode(userName)
+
+    def keysOf(self, pairs):
+        # Tasks repeat, users mostly do not.
+        encodeTask = keys.encoder()
+        encode = keys.encode
+        encodeStr = keys.encode_str
+        return [encodeTask(task) + (
+            encodeStr(user) if user.__class__ is str else encode(user))
+            + docid.to_bytes(8, 'big') for docid, (task, user) in pairs]
+
+    def encodePrefix(self, value):
+        taskId, userName = value
+        return keys.encode(taskId) + keys.encode_prefix(userName[:-1])
+
+    def ranges(self, query):
+        return prefixRanges(
+            self.encodePrefix(v) if isPrefix(v[1]) else self.encode(v)
+            for v in valueList(query))
+
+
+def indexFor(name):
+    """The kind of index an index name gets."""
+    return {USER_INDEX: UserIndex, TIME_INDEX: TimeIndex}.get(
+        name, FieldIndex)()
+
+
 class Partition(Persistent):
     """The tracks of one writer (most of the time) and their indexes."""
 
     def __init__(self, number, indexNames):
         self.number = number
-        self.lastId = number << ID_BITS
+        self.lastId = ids.firstId(number)
         self.owner = None
         self.leaseUntil = 0.0
         self.records = RecordTree()
         self.count = Length()
         self.pairs = Segmented()
-        self.indexes = {name: Segmented() for name in indexNames}
+        self.indexes = {name: indexFor(name) for name in indexNames}
 
     def __repr__(self):
         return '<Partition %s: %s tracks>' % (self.number, self.count())
 
     def nextIds(self, n):
         """Allocate n consecutive ids in this partition."""
-        first = self.lastId + 1
-        self.lastId += n
-        if self.lastId - (self.number << ID_BITS) > ID_MASK:
-            raise OverflowError('partition %s is full' % self.number)
-        return range(first, first + n)
+        return ids.allocate(self, n)
 
     def index(self, name):
+        """The partition's ``ITrackIndex`` of that name."""
         return self.indexes[name]
 
     # writing
@@ -306,18 +436,9 @@ class Partition(Persistent):
         del self.records[trackId]
         self.count.change(-1)
 
-    def addEntries(self, entries):
-        """Add index entries: ``{indexName: [key, ...]}``, each list
-        sorted first, so that one ``update()`` walks a tree once."""
-        for name, keylist in entries.items():
-            keylist.sort()
-            self.indexes[name].add(keylist)
-
-    def removeEntries(self, entries):
-        for name, keylist in entries.items():
-            index = self.indexes[name]
-            for key in keylist:
-                index.remove(key)
+    def indexValues(self, name, pairs):
+        """Index ``(id, value)`` pairs in the index ``name``."""
+        self.indexes[name].index_docs(pairs)
 
     def addPairs(self, pairKeys):
         # A writer sees the same (task, user) pairs over and over; the
@@ -344,22 +465,6 @@ class Partition(Persistent):
     def record(self, trackId):
         """The record of a track, or None."""
         return self.records.get(trackId)
-
-    def ids(self, name, low, high):
-        """The ids of the index entries with low <= key < high, in no
-        particular order (callers sort what they return)."""
-        found = []
-        for segment in self.index(name).segments:
-            found.extend([idOf(key) for key in segment.keys(
-                min=low, max=high, excludemax=True)])
-        return found
-
-    def iterIds(self, name, low, high):
-        """Like ``ids()``, but lazily, for walking an index only as far
-        as needed."""
-        for segment in self.index(name).segments:
-            for key in segment.keys(min=low, max=high, excludemax=True):
-                yield idOf(key)
 
     def items(self):
         """(id, record) of all tracks, by id."""

@@ -49,31 +49,16 @@ class IRun(Interface):
     finished = Attribute("True once the run was stopped with finish.")
 
 
-class ITrackingStorage(Interface):
-    """A persistent, BTree-indexed store of tracks.
+class ITrackQuery(Interface):
+    """Reading tracks: the role a report or a dashboard needs.
 
-    The API is that of cybertools.tracking. Tracks are kept by task, run,
-    user and time; queries are answered from indexes, never a scan.
-    Concurrent writers (each with its own ZODB connection) write into
-    separate partitions of the storage, so they rarely conflict.
+    Every read sees the saves made earlier in the same transaction,
+    including those whose index work a storage batches until commit.
     """
 
     trackFactory = Attribute(
         "The ITrack class of the stored tracks; its ``index_attributes`` "
         "name the indexes.")
-
-    def saveUserTrack(taskId, runId, userName, data, update=False,
-                      timeStamp=None, overwrite=False):
-        """Save a track and return its id (a zero-padded decimal string).
-
-        ``runId=0`` means the task's current run; one is started when the
-        task has none. An unknown ``runId`` raises ``ValueError``. With
-        ``update``, the data of the user's last track in that task and run
-        is updated (merged, or replaced with ``overwrite``) and that
-        track's id is returned; without such a track a new one is saved.
-        ``timeStamp`` defaults to now. The run's ``end`` moves forward to
-        the track's time.
-        """
 
     def getTrack(trackId):
         """Return the track with the given id, or None."""
@@ -104,13 +89,54 @@ class ITrackingStorage(Interface):
         raises ``ValueError``.
         """
 
-    def removeTrack(track):
-        """Remove the track (or the track with that id) and its index
-        entries."""
+    def __len__():
+        """The number of stored tracks."""
+
+    def values():
+        """Iterate over all tracks (a scan, by track id)."""
+
+
+class ITrackWrite(Interface):
+    """Saving and changing tracks: the role of a collector.
+
+    Nothing here commits; the caller owns the transaction. Concurrent
+    writers (each with its own ZODB connection) write into separate
+    parts of the storage, so they rarely conflict.
+    """
+
+    def saveUserTrack(taskId, runId, userName, data, update=False,
+                      timeStamp=None, overwrite=False):
+        """Save a track and return its id (a zero-padded decimal string).
+
+        ``runId=0`` means the task's current run; one is started when the
+        task has none. An unknown ``runId`` raises ``ValueError``. With
+        ``update``, the data of the user's last track in that task and run
+        is updated (merged, or replaced with ``overwrite``) and that
+        track's id is returned; without such a track a new one is saved.
+        ``timeStamp`` defaults to now. The run's ``end`` moves forward to
+        the track's time.
+
+        The index work of a save may be put off until the transaction
+        commits (or a read needs it), so that many calls in a transaction
+        cost about what one ``saveTracks`` of them costs. An abort, or
+        the rollback of a savepoint, forgets it with the save.
+        """
+
+    def saveTracks(rows):
+        """Save many tracks at once and return their ids, in order.
+
+        ``rows`` are mappings with ``taskId``, ``runId`` (0 or missing:
+        the current run), ``userName``, ``data`` and optionally
+        ``timeStamp``; each is saved as ``saveUserTrack`` would save it.
+        """
 
     def updateTrack(track, data, overwrite=False):
         """Merge ``data`` into the track's data (replace it with
         ``overwrite``), reindex it and return the updated track."""
+
+    def removeTrack(track):
+        """Remove the track (or the track with that id) and its index
+        entries."""
 
     def indexTrack(track):
         """Add the track's index entries."""
@@ -118,15 +144,13 @@ class ITrackingStorage(Interface):
     def unindexTrack(track):
         """Remove the track's index entries."""
 
-    def reindexTracks():
-        """Rebuild every index from the stored tracks."""
 
-    def checkIndexes():
-        """Check the indexes against the stored tracks: every index
-        entry points at a record with that value, and every record is
-        in each index it belongs to. Returns a list of the problems
-        found, each a sentence (empty when all is well); changes
-        nothing (``reindexTracks`` repairs)."""
+class ITrackRuns(Interface):
+    """Runs: the spans of time a task's tracks are grouped into.
+
+    Run ids are shared by all tasks and never reused, not even after
+    ``removeRun``: a run id names one run for good.
+    """
 
     def startRun(taskId, start=None):
         """Start a new run for the task, make it the task's current run
@@ -153,23 +177,76 @@ class ITrackingStorage(Interface):
         longer the task's current run. Returns the number of tracks
         removed, or None when the task has no such run."""
 
-    def saveTracks(rows):
-        """Save many tracks at once and return their ids, in order.
 
-        ``rows`` are mappings with ``taskId``, ``runId`` (0 or missing:
-        the current run), ``userName``, ``data`` and optionally
-        ``timeStamp``; each is saved as ``saveUserTrack`` would save it.
-        """
+class ITrackMaintenance(Interface):
+    """Keeping the indexes right: the role of an administrator."""
 
-    def releasePartition():
-        """Give up the partition this connection writes into, so that
-        the next writer reuses it. Call it when a writer is done."""
+    def reindexTracks():
+        """Rebuild every index from the stored tracks.
 
-    def __len__():
-        """The number of stored tracks."""
+        This also brings a store written by an older version to the
+        current index layout."""
 
-    def values():
-        """Iterate over all tracks (a scan, by track id)."""
+    def checkIndexes():
+        """Check the indexes against the stored tracks: every index
+        entry points at a record with that value, and every record is
+        in each index it belongs to. Returns a list of the problems
+        found, each a sentence (empty when all is well); changes
+        nothing (``reindexTracks`` repairs)."""
+
+
+class ITrackingStorage(ITrackQuery, ITrackWrite, ITrackRuns,
+                       ITrackMaintenance):
+    """A persistent, BTree-indexed store of tracks: every role at once.
+
+    The API is that of cybertools.tracking. Tracks are kept by task, run,
+    user and time; queries are answered from indexes, never a scan. A
+    component that needs one role asks for that role's interface; the
+    storage provides them all. How writers keep out of each other's way
+    (partitions and their leases, ``trackstore.ids``) is no part of the
+    contract.
+    """
+
+
+class ITrackIndex(Interface):
+    """One index of a storage, in the manner of ``zope.index``.
+
+    Documents are track ids; an index keeps ``(value, id)`` entries in
+    order, so a value, a prefix or a range is one walk of its keys.
+    Unlike ``zope.index`` indexes, it keeps no reverse map (id -> value):
+    that would cost a persistent entry per track; the caller, who has
+    the track, passes its value to ``unindex_doc``.
+    """
+
+    def index_doc(docid, value):
+        """Index the track ``docid`` under ``value``."""
+
+    def index_docs(pairs):
+        """Index many ``(docid, value)`` pairs at once (sorted first, so
+        that the trees are walked once)."""
+
+    def unindex_doc(docid, value):
+        """Remove the entry of track ``docid`` under ``value``; an entry
+        that is not there is ignored."""
+
+    def apply(query):
+        """Return the ids (a list, in no particular order) of the tracks
+        matching ``query``: a value, a list of values (any of them), a
+        string ending in ``*`` (a prefix) or, for a range,
+        ``('range', low, high)`` with inclusive, optional bounds."""
+
+    def entries():
+        """Iterate over ``(value key, id)`` of all entries, in order (for
+        checks)."""
+
+    def clear():
+        """Remove every entry."""
+
+    def documentCount():
+        """The number of entries (tracks indexed)."""
+
+    def wordCount():
+        """The number of distinct values (a walk of every entry)."""
 
 
 # -- the clickstream -----------------------------------------------------

@@ -123,6 +123,27 @@ def decode(key, pos=0):
     return _unescape(raw).decode('utf-8'), pos
 
 
+def encoder():
+    """``encode`` for a batch whose values repeat (a task, a run): each
+    value is encoded once. The memory is keyed by type too, since
+    ``1``, ``1.0`` and ``True`` are one dict key but encode apart."""
+    memory = {}
+
+    def encodeCached(value):
+        cls = value.__class__
+        if cls is str:
+            key = value
+        elif cls in (int, float, bool) or value is None:
+            key = (cls, value)
+        else:
+            return encode(value)
+        found = memory.get(key)
+        if found is None:
+            found = memory[key] = encode(value)
+        return found
+    return encodeCached
+
+
 def pack_id(trackId):
     return _uint64.pack(trackId)
 

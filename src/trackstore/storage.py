@@ -1,5 +1,10 @@
 """TrackingStorage, Track and Run: the cybertools.tracking API on ZODB.
 
+The storage keeps its tracks in partitions (``index.py``; which one a
+writer fills and how ids are laid out is ``ids.py``), answers queries
+through the partitions' indexes (``query.py``) and batches the work of
+per-call saves until the transaction needs it (``pending.py``).
+
 Tracks are not persistent objects of their own: a track is a flat record
 in the tracks tree of a partition (see ``index.py``) and is handed out as
 a ``Track`` value object. Runs are persistent, so that changes to their
@@ -14,17 +19,18 @@ from zope.interface import implementer
 
 from trackstore import ids
 from trackstore import keys
-from trackstore.index import ID_BITS
+from trackstore import query as planner
+from trackstore.index import KEY_LAYOUT
 from trackstore.index import USER_INDEX
 from trackstore.index import Partition
-from trackstore.index import Segmented
 from trackstore.index import dump_record
 from trackstore.index import family
-from trackstore.index import idOf
+from trackstore.index import indexFor
 from trackstore.index import load_record
 from trackstore.interfaces import IRun
 from trackstore.interfaces import ITrack
 from trackstore.interfaces import ITrackingStorage
+from trackstore.pending import Pending
 
 
 METADATA = ('taskId', 'runId', 'userName', 'timeStamp')
@@ -127,96 +133,18 @@ class Run(Persistent):
         return resolved
 
 
-class _Criterion:
-    """One query criterion: the key prefixes or range it selects in its
-    index, and a test of a track's value for it."""
-
-    def __init__(self, name, prefixes=(), low=None, high=None, test=None):
-        self.name = name
-        self.prefixes = prefixes
-        self.low = low
-        self.high = high
-        self.test = test
-
-    def ranges(self):
-        if self.prefixes:
-            return [(prefix, keys.after(prefix)) for prefix in self.prefixes]
-        return [(self.low, self.high)]
-
-    def ids(self, partitions):
-        """Yield the matching ids, partition by partition."""
-        for partition in partitions:
-            for low, high in self.ranges():
-                yield from partition.ids(self.name, low, high)
-
-    def iterIds(self, partitions):
-        for partition in partitions:
-            for low, high in self.ranges():
-                yield from partition.iterIds(self.name, low, high)
-
-
-def _criterion(name, value):
-    if isinstance(value, (list, tuple, set, frozenset)):
-        values = list(value)
-    else:
-        values = [value]
-    prefixes = []
-    exact = set()
-    starts = []
-    for v in values:
-        if isinstance(v, str) and v.endswith('*'):
-            prefixes.append(keys.encode_prefix(v[:-1]))
-            starts.append(v[:-1])
-        else:
-            if name == 'timeStamp':
-                v = float(v)
-            prefixes.append(keys.encode(v))
-            exact.add(keys.encode(v))
-    starts = tuple(starts)
-
-    def test(v):
-        if name == 'timeStamp' and v is not None:
-            v = float(v)
-        if keys.encode(v) in exact:
-            return True
-        return bool(starts) and isinstance(v, str) and v.startswith(starts)
-    # Drop prefixes covered by a shorter one, so no id is yielded twice.
-    prefixes = sorted(set(prefixes))
-    kept = []
-    for p in prefixes:
-        if not any(p.startswith(k) for k in kept):
-            kept.append(p)
-    return _Criterion(name, prefixes=kept, test=test)
-
-
-def _timeCriterion(timeFrom, timeTo):
-    low = keys.encode_float(float(timeFrom)) if timeFrom is not None \
-        else keys.FLOAT
-    high = keys.after(keys.encode_float(float(timeTo))) \
-        if timeTo is not None else keys.after(keys.FLOAT)
-
-    def test(v):
-        v = float(v)
-        return ((timeFrom is None or v >= timeFrom)
-                and (timeTo is None or v <= timeTo))
-    return _Criterion('timeStamp', low=low, high=high, test=test)
-
-
-def _indexProblems(where, name, index, expected):
-    """What differs between an index and the entries its partition's
-    records give (``checkIndexes``)."""
-    if index is None:
-        return ['%s has no %r index' % (where, name)]
-    found = set(index.keys())
-    problems = []
-    for key in sorted(found - expected):
-        problems.append('%s: the %r index has an entry for track %s, '
-                        'which has no record with that value' % (
-                            where, name, formatId(idOf(key))))
-    for key in sorted(expected - found):
-        problems.append('%s: track %s is missing from the %r index' % (
-            where, formatId(idOf(key)), name))
-    return problems
+def flushing(method):
+    """A read (or a change of stored tracks) first writes the saves
+    still pending in the transaction, so that it sees them."""
+    def wrapper(self, *args, **kw):
+        pending = Pending.of(self, create=False)
+        if pending is not None:
+            pending.flush()
+        return method(self, *args, **kw)
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    wrapper.__wrapped__ = method
+    return wrapper
 
 
 @implementer(ITrackingStorage)
@@ -226,11 +154,15 @@ class TrackingStorage(Persistent):
     trackFactory = Track
     # the highest run id removeRun took out (see startRun)
     lastRemovedRun = 0
+    # Stores made before the user index was keyed by task say nothing
+    # (layout 1); ``reindexTracks`` brings them to ``KEY_LAYOUT``.
+    keyLayout = 1
 
     def __init__(self, trackFactory=None):
         if trackFactory is not None:
             self.trackFactory = trackFactory
         self.indexNames = tuple(self.trackFactory.index_attributes)
+        self.keyLayout = KEY_LAYOUT
         self.partitions = family.IO.BTree()
         self.partitions[0] = Partition(0, self.indexNames)
         self.runs = family.IO.BTree()
@@ -242,49 +174,33 @@ class TrackingStorage(Persistent):
         # here under dotted keys, as zope.annotation does.
         self.__annotations__ = family.OO.BTree()
 
-    # partitions
+    # partitions (ids.py decides which one a writer fills)
 
-    def _partition(self):
-        """The partition this connection writes into."""
-        jar = self._p_jar
-        if jar is None:
-            # Standalone (no database): a single writer by definition.
-            return self.partitions[0]
-        token = ids.ownerToken(jar)
-        cached = getattr(self, '_v_partition', None)
-        # The cache may hold a partition created in a transaction that
-        # was aborted since: one that is not in the tree is no partition.
-        if (cached is not None and cached._p_jar is jar
-                and self.partitions.get(cached.number) is cached
-                and cached.owner == token
-                and cached.leaseUntil - time.time() > ids.LEASE / 2):
-            return cached
-        partition = ids.claim(self.partitions, token, self._newPartition)
-        self._v_partition = partition
-        return partition
+    def _writerPartition(self):
+        self._checkLayout()
+        return ids.writerPartition(self)
 
     def _newPartition(self, number):
         partition = Partition(number, self.indexNames)
         self.partitions[number] = partition
         return partition
 
-    def releasePartition(self):
-        """Give up this connection's partition lease (call it when a
-        writer is done, so the next writer reuses the partition)."""
-        jar = self._p_jar
-        if jar is None:
-            return
-        token = ids.ownerToken(jar)
-        for partition in self.partitions.values():
-            if partition.owner == token:
-                partition.owner = None
-                partition.leaseUntil = 0.0
-        self._v_partition = None
-
     def _partitionOf(self, trackId):
-        return self.partitions.get(trackId >> ID_BITS)
+        return self.partitions.get(ids.partitionOf(trackId))
+
+    def _checkLayout(self):
+        if self.keyLayout != KEY_LAYOUT:
+            raise ValueError(
+                'the indexes of this store have an older layout (%s); '
+                'reindexTracks() brings them to layout %s'
+                % (self.keyLayout, KEY_LAYOUT))
 
     # runs
+
+    def _runsChanged(self):
+        pending = Pending.of(self, create=False)
+        if pending is not None:
+            pending.runsChanged()
 
     def startRun(self, taskId=None, start=None):
         # Past the highest id ever removed too: a run id (a batch id)
@@ -294,6 +210,7 @@ class TrackingStorage(Persistent):
         self.runs[runId] = Run(runId, taskId, start)
         self.currentRuns[keys.encode(taskId)] = runId
         self.runCount.change(1)
+        self._runsChanged()
         return runId
 
     def stopRun(self, taskId=None, runId=0, finish=True):
@@ -303,6 +220,7 @@ class TrackingStorage(Persistent):
         current = keys.encode(run.taskId)
         if self.currentRuns.get(current) == run.id:
             del self.currentRuns[current]
+            self._runsChanged()
         if finish and not run.finished:
             run.finished = True
         return run.id
@@ -320,6 +238,7 @@ class TrackingStorage(Persistent):
             return list(runs)
         return [run for run in runs if run.taskId == taskId]
 
+    @flushing
     def removeRun(self, taskId, runId):
         """Remove the run and all its tracks, from every index.
 
@@ -330,7 +249,7 @@ class TrackingStorage(Persistent):
         run = self.runs.get(runId)
         if run is None or keys.encode(run.taskId) != keys.encode(taskId):
             return None
-        tracks = self.query(taskId=taskId, runId=runId)
+        tracks = planner.runTracks(self, taskId, runId)
         for track in tracks:
             self.removeTrack(track)
         current = keys.encode(taskId)
@@ -339,6 +258,7 @@ class TrackingStorage(Persistent):
         del self.runs[runId]
         self.runCount.change(-1)
         self.lastRemovedRun = max(self.lastRemovedRun, runId)
+        self._runsChanged()
         return len(tracks)
 
     def _resolveRun(self, taskId, runId, create=True, start=None):
@@ -361,30 +281,40 @@ class TrackingStorage(Persistent):
 
     # saving
 
-    def _entries(self, trackId, track):
-        packed = keys.pack_id(trackId)
-        entries = {}
+    _dumpRecord = staticmethod(dump_record)
+
+    def _values(self, track):
+        """{index name: the track's value for that index}."""
+        values = {}
         for name in self.indexNames:
-            value = track.indexValue(name)
-            if name == 'timeStamp':
-                value = float(value)
-            entries[name] = keys.encode(value) + packed
-        return entries
+            if name == USER_INDEX:
+                values[name] = (track.taskId, track.userName)
+            else:
+                values[name] = track.indexValue(name)
+        return values
 
     def saveUserTrack(self, taskId, runId, userName, data, update=False,
                       timeStamp=None, overwrite=False):
         timeStamp = time.time() if timeStamp is None else timeStamp
-        run = self._resolveRun(taskId, runId, start=timeStamp)
         if update:
+            run = self._resolveRun(taskId, runId, start=timeStamp)
             last = self.getLastUserTrack(taskId, run.id, userName)
             if last is not None:
                 self._replace(last, data, overwrite, timeStamp)
                 self._touchRun(run, timeStamp)
                 return last.__name__
-        return self.saveTracks([dict(taskId=taskId, runId=run.id,
-                                     userName=userName, data=data,
-                                     timeStamp=timeStamp)])[0]
+            runId = run.id
+        pending = Pending.of(self)
+        if pending is None:
+            # Outside a database there is no transaction to batch for.
+            return self.saveTracks([dict(
+                taskId=taskId, runId=runId, userName=userName, data=data,
+                timeStamp=timeStamp)])[0]
+        if self.keyLayout != KEY_LAYOUT:
+            self._checkLayout()
+        return pending.save(taskId, runId, userName, data, timeStamp)
 
+    @flushing
     def saveTracks(self, rows):
         """Save many tracks at once and return their ids.
 
@@ -395,66 +325,70 @@ class TrackingStorage(Persistent):
         rows = list(rows)
         if not rows:
             return []
-        partition = self._partition()
-        factory = self.trackFactory
-        extra = [name for name in self.indexNames if name not in METADATA]
-        encode = keys.encode
-        encodeTime = keys.encode_float
-        encodeStr = keys.encode_str
+        partition = self._writerPartition()
         now = time.time()
-        # Per (task, run): the run and the encoded task and run id, which
-        # repeat across rows and need not be encoded again.
+        # Per (task, run): the run, which repeats across rows.
         seen = {}
-        items = []
-        entries = {name: [] for name in self.indexNames}
-        addUser = entries[USER_INDEX].append
-        addTask = entries['taskId'].append
-        addRun = entries['runId'].append
-        addTime = entries['timeStamp'].append
-        addItem = items.append
-        pairs = set()
-        addPair = pairs.add
-        result = []
-        addResult = result.append
+        prepared = []
+        add = prepared.append
         for trackId, row in zip(partition.nextIds(len(rows)), rows):
             taskId = row['taskId']
             runKey = (taskId, row.get('runId', 0))
             timeStamp = row.get('timeStamp')
             if timeStamp is None:
                 timeStamp = now
-            known = seen.get(runKey)
-            if known is None:
-                run = self._resolveRun(*runKey, start=timeStamp)
-                known = seen[runKey] = [run, encode(taskId),
-                                        encode(run.id), run.end]
-            run, encTask, encRun, end = known
-            if timeStamp > end:
-                known[3] = timeStamp
+            run = seen.get(runKey)
+            if run is None:
+                run = seen[runKey] = self._resolveRun(
+                    *runKey, start=timeStamp)
+            if timeStamp > run.end:
+                run.end = timeStamp
             userName = row['userName']
-            data = row.get('data') or {}
-            packed = trackId.to_bytes(8, 'big')
-            encUser = encodeStr(userName) if userName.__class__ is str \
-                else encode(userName)
             # The record is pickled at once, so the caller's dict is not
             # aliased and needs no copy.
-            addItem((trackId, dump_record(
-                taskId, run.id, userName, timeStamp, data)))
-            addUser(encUser + packed)
-            addTask(encTask + packed)
-            addRun(encRun + packed)
-            addTime(encodeTime(float(timeStamp)) + packed)
-            if extra:
-                track = factory(taskId, run.id, userName, data, timeStamp)
+            add((partition, trackId, taskId, run.id, userName, timeStamp,
+                 dump_record(taskId, run.id, userName, timeStamp,
+                             row.get('data') or {})))
+        self._writeRows(prepared)
+        return ['%07i' % row[1] for row in prepared]
+
+    def _writeRows(self, rows):
+        """Write prepared rows (``Pending`` describes them) into their
+        partitions' trees: records, index entries, pairs."""
+        byPartition = {}
+        for row in rows:
+            byPartition.setdefault(row[0].number, []).append(row)
+        for group in byPartition.values():
+            partition = group[0][0]
+            partition.store([(row[1], row[6]) for row in group])
+            for name, pairs in self._indexPairs(group).items():
+                partition.indexValues(name, pairs)
+            encode = keys.encoder()
+            partition.addPairs({encode(row[2]) + encode(row[4])
+                                for row in group})
+
+    def _indexPairs(self, rows):
+        """{index name: [(id, value), ...]} for prepared rows; any
+        ``index_attributes`` of the track factory will do."""
+        columns = {'taskId': 2, 'runId': 3, 'timeStamp': 5}
+        result = {}
+        extra = []
+        for name in self.indexNames:
+            if name == USER_INDEX:
+                result[name] = [(row[1], (row[2], row[4])) for row in rows]
+            elif name in columns:
+                i = columns[name]
+                result[name] = [(row[1], row[i]) for row in rows]
+            else:
+                extra.append(name)
+        if extra:
+            factory = self.trackFactory
+            for name in extra:
+                result[name] = []
+            for row in rows:
+                track = factory.fromRecord(row[1], row[6])
                 for name in extra:
-                    entries[name].append(
-                        encode(track.indexValue(name)) + packed)
-            addPair(encTask + encUser)
-            addResult('%07i' % trackId)
-        for run, _, _, end in seen.values():
-            self._touchRun(run, end)
-        partition.store(items)
-        partition.addEntries(entries)
-        partition.addPairs(pairs)
+                    result[name].append((row[1], track.indexValue(name)))
         return result
 
     def _stored(self, track):
@@ -475,105 +409,111 @@ class TrackingStorage(Persistent):
             stored.taskId, stored.runId, stored.userName,
             stored.timeStamp if timeStamp is None else timeStamp, new)
         updated = self.trackFactory.fromRecord(trackId, record)
-        old = self._entries(trackId, stored)
-        fresh = self._entries(trackId, updated)
-        changed = [name for name in old if old[name] != fresh[name]]
-        partition.removeEntries({name: [old[name]] for name in changed})
-        partition.addEntries({name: [fresh[name]] for name in changed})
+        old = self._values(stored)
+        fresh = self._values(updated)
+        for name in old:
+            index = partition.index(name)
+            if index.key(trackId, old[name]) != index.key(
+                    trackId, fresh[name]):
+                index.unindex_doc(trackId, old[name])
+                index.index_doc(trackId, fresh[name])
         partition.replace(trackId, record)
         return updated
 
+    @flushing
     def updateTrack(self, track, data, overwrite=False):
         return self._replace(track, data, overwrite)
 
+    @flushing
     def removeTrack(self, track):
         trackId, partition, stored = self._stored(track)
-        partition.removeEntries(
-            {name: [entry]
-             for name, entry in self._entries(trackId, stored).items()})
+        for name, value in self._values(stored).items():
+            partition.index(name).unindex_doc(trackId, value)
         partition.delete(trackId)
-        if not self._userHasTracks(stored.taskId, stored.userName):
+        if not planner.userHasTracks(self, stored.taskId,
+                                     stored.userName):
             pair = keys.encode(stored.taskId) + keys.encode(stored.userName)
             for p in self.partitions.values():
                 p.pairs.remove(pair)
 
-    def _userHasTracks(self, taskId, userName):
-        """Whether the user has a track in the task; stops at the first
-        one, so a user with many tracks (anonymous ones) costs little."""
-        prefix = keys.encode(userName)
-        wanted = keys.encode(taskId)
-        for partition in self.partitions.values():
-            for trackId in partition.iterIds(USER_INDEX, prefix,
-                                             keys.after(prefix)):
-                record = partition.record(trackId)
-                if keys.encode(load_record(record)[0]) == wanted:
-                    return True
-        return False
-
+    @flushing
     def indexTrack(self, track, trackId=None):
         trackId = int(track.__name__ if trackId is None else trackId)
         partition = self._partitionOf(trackId)
-        partition.addEntries(
-            {name: [key]
-             for name, key in self._entries(trackId, track).items()})
+        for name, value in self._values(track).items():
+            partition.index(name).index_doc(trackId, value)
         partition.addPairs(
             [keys.encode(track.taskId) + keys.encode(track.userName)])
 
+    @flushing
     def unindexTrack(self, track, trackId=None):
         trackId = int(track.__name__ if trackId is None else trackId)
-        self._partitionOf(trackId).removeEntries(
-            {name: [key]
-             for name, key in self._entries(trackId, track).items()})
+        partition = self._partitionOf(trackId)
+        for name, value in self._values(track).items():
+            partition.index(name).unindex_doc(trackId, value)
 
+    # maintenance
+
+    @flushing
     def reindexTracks(self):
-        """Rebuild the indexes from the stored tracks."""
+        """Rebuild the indexes from the stored tracks, in the current
+        layout (which upgrades an older store)."""
         for partition in self.partitions.values():
-            for name in self.indexNames:
-                if name not in partition.indexes:
-                    partition.indexes[name] = Segmented()
-                    partition._p_changed = True
-            for index in list(partition.indexes.values()) + [
-                    partition.pairs]:
-                index.clear()
-            entries = {name: [] for name in self.indexNames}
+            partition.indexes = {name: indexFor(name)
+                                 for name in self.indexNames}
+            partition.pairs.clear()
+            values = {name: [] for name in self.indexNames}
             pairs = set()
             for trackId, record in partition.items():
                 track = self.trackFactory.fromRecord(trackId, record)
-                for name, key in self._entries(trackId, track).items():
-                    entries[name].append(key)
+                for name, value in self._values(track).items():
+                    values[name].append((trackId, value))
                 pairs.add(keys.encode(track.taskId)
                           + keys.encode(track.userName))
-            partition.addEntries(entries)
+            for name, found in values.items():
+                partition.indexValues(name, found)
             partition.addPairs(pairs)
+        self.keyLayout = KEY_LAYOUT
+        self._v_partition = None
 
+    @flushing
     def checkIndexes(self):
         """Every index entry points at a record and every record is in
         each index it belongs to; returns the problems in words."""
+        if self.keyLayout != KEY_LAYOUT:
+            return ['the indexes have layout %s, not %s: run '
+                    'reindexTracks()' % (self.keyLayout, KEY_LAYOUT)]
         problems = []
         for number, partition in self.partitions.items():
-            where = 'partition %s' % number
-            expected = {name: set() for name in self.indexNames}
-            pairs = set()
-            records = 0
-            for trackId, record in partition.items():
-                records += 1
-                track = self.trackFactory.fromRecord(trackId, record)
-                for name, key in self._entries(trackId, track).items():
-                    expected[name].add(key)
-                pairs.add(keys.encode(track.taskId)
-                          + keys.encode(track.userName))
-            if partition.count() != records:
-                problems.append('%s counts %d tracks but holds %d' % (
-                    where, partition.count(), records))
-            for name in self.indexNames:
-                problems.extend(_indexProblems(
-                    where, name, partition.indexes.get(name),
-                    expected[name]))
-            for pair in sorted(pairs - set(partition.pairs.keys())):
-                task, end = keys.decode(pair)
-                problems.append('%s: task %r and user %r of a track are '
-                                'not in its pairs' % (
-                                    where, task, keys.decode(pair, end)[0]))
+            problems.extend(self._checkPartition(number, partition))
+        return problems
+
+    def _checkPartition(self, number, partition):
+        where = 'partition %s' % number
+        indexes = {name: partition.indexes.get(name) or indexFor(name)
+                   for name in self.indexNames}
+        expected = {name: set() for name in self.indexNames}
+        pairs = set()
+        records = 0
+        for trackId, record in partition.items():
+            records += 1
+            track = self.trackFactory.fromRecord(trackId, record)
+            for name, value in self._values(track).items():
+                expected[name].add((indexes[name].encode(value), trackId))
+            pairs.add(keys.encode(track.taskId)
+                      + keys.encode(track.userName))
+        problems = []
+        if partition.count() != records:
+            problems.append('%s counts %d tracks but holds %d' % (
+                where, partition.count(), records))
+        for name in self.indexNames:
+            problems.extend(_indexProblems(
+                where, name, partition.indexes.get(name), expected[name]))
+        for pair in sorted(pairs - set(partition.pairs.keys())):
+            task, end = keys.decode(pair)
+            problems.append('%s: task %r and user %r of a track are '
+                            'not in its pairs' % (
+                                where, task, keys.decode(pair, end)[0]))
         return problems
 
     # reading
@@ -587,31 +527,39 @@ class TrackingStorage(Persistent):
             return None
         return self.trackFactory.fromRecord(trackId, record)
 
+    @flushing
     def getTrack(self, trackId):
         try:
             return self._load(int(trackId))
         except (TypeError, ValueError):
             return None
 
+    @flushing
     def __len__(self):
         return sum(p.count() for p in self.partitions.values())
 
+    @flushing
     def values(self):
+        return self._scan()
+
+    def _scan(self):
         fromRecord = self.trackFactory.fromRecord
         for partition in self.partitions.values():
             for trackId, record in partition.items():
                 yield fromRecord(trackId, record)
 
+    @flushing
     def getUserTracks(self, taskId, runId, userName):
         run = self._resolveRun(taskId, runId, create=False)
         if run is None:
             return []
-        return self.query(taskId=taskId, runId=run.id, userName=userName)
+        return planner.userTracks(self, taskId, run.id, userName)
 
     def getLastUserTrack(self, taskId, runId, userName):
         tracks = self.getUserTracks(taskId, runId, userName)
         return tracks[-1] if tracks else None
 
+    @flushing
     def getUserNames(self, taskId):
         prefix = keys.encode(taskId)
         names = set()
@@ -622,75 +570,49 @@ class TrackingStorage(Persistent):
                 names.add(keys.decode(key, len(prefix))[0])
         return sorted(names)
 
+    @flushing
     def getTaskIds(self):
         tasks = set()
         for partition in self.partitions.values():
-            # Skip from one task to the next instead of reading every
-            # (task, user) pair.
-            low = None
-            pairs = partition.pairs
-            while True:
-                found = None
-                for key in pairs.keys(min=low):
-                    found = key
-                    break
-                if found is None:
-                    break
-                task, end = keys.decode(found)
-                tasks.add(task)
-                low = keys.after(found[:end])
+            tasks.update(_partitionTasks(partition))
         return sorted(tasks, key=keys.encode)
 
+    @flushing
     def query(self, **criteria):
-        criteria = self._criteria(criteria)
-        if not criteria:
-            return []
-        partitions = list(self.partitions.values())
-        driver = self._smallest(criteria, partitions)
-        others = [c for c in criteria if c is not driver]
-        found = {}
-        load = self._load
-        for trackId in set(driver.ids(partitions)):
-            track = load(trackId)
-            if track is not None:
-                found[trackId] = track
-        result = [((float(track.timeStamp), trackId), track)
-                  for trackId, track in found.items()
-                  if all(c.test(track.indexValue(c.name)) for c in others)]
-        result.sort(key=lambda item: item[0])
-        return [track for _, track in result]
+        self._checkLayout()
+        return planner.query(self, criteria)
 
-    def _criteria(self, criteria):
-        timeFrom = criteria.pop('timeFrom', None)
-        timeTo = criteria.pop('timeTo', None)
-        result = []
-        for name, value in criteria.items():
-            if name not in self.indexNames:
-                raise ValueError('no index %r (indexes: %s)'
-                                 % (name, ', '.join(self.indexNames)))
-            result.append(_criterion(name, value))
-        if timeFrom is not None or timeTo is not None:
-            result.append(_timeCriterion(timeFrom, timeTo))
-        return result
 
-    @staticmethod
-    def _smallest(criteria, partitions):
-        """The criterion to read from its index; the others are checked
-        on the tracks it finds.
+def _partitionTasks(partition):
+    """The tasks of a partition's pairs, skipping from one task to the
+    next instead of reading every (task, user) pair."""
+    low = None
+    pairs = partition.pairs
+    while True:
+        found = None
+        for key in pairs.keys(min=low):
+            found = key
+            break
+        if found is None:
+            return
+        task, end = keys.decode(found)
+        yield task
+        low = keys.after(found[:end])
 
-        Users are many and tracks per user few, so a user criterion
-        leads. Otherwise the indexes are walked in lock step until the
-        first one ends: the cost is the size of the smallest times the
-        number of criteria.
-        """
-        for criterion in criteria:
-            if criterion.name == USER_INDEX:
-                return criterion
-        if len(criteria) == 1:
-            return criteria[0]
-        walkers = [(c, c.iterIds(partitions)) for c in criteria]
-        done = object()
-        while True:
-            for criterion, walker in walkers:
-                if next(walker, done) is done:
-                    return criterion
+
+def _indexProblems(where, name, index, expected):
+    """What differs between an index (its ``entries()``) and the
+    ``(encoded value, id)`` pairs its partition's records give
+    (``checkIndexes``)."""
+    if index is None:
+        return ['%s has no %r index' % (where, name)]
+    found = set(index.entries())
+    problems = []
+    for _, trackId in sorted(found - expected):
+        problems.append('%s: the %r index has an entry for track %s, '
+                        'which has no record with that value' % (
+                            where, name, formatId(trackId)))
+    for _, trackId in sorted(expected - found):
+        problems.append('%s: track %s is missing from the %r index' % (
+            where, formatId(trackId), name))
+    return problems

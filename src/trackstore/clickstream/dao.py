@@ -75,7 +75,9 @@ def run_id_of(batch_id):
     """
     if isinstance(batch_id, int) and not isinstance(batch_id, bool):
         return batch_id
-    if isinstance(batch_id, str) and batch_id.isdigit():
+    # isascii: int() fails on digits like '\u00b2' that isdigit takes.
+    if isinstance(batch_id, str) and batch_id.isascii() \
+            and batch_id.isdigit():
         if str(int(batch_id)) == batch_id:
             return int(batch_id)
     return None

@@ -26,23 +26,20 @@ from trackstore.tests import python_env
 
 
 def break_indexes(storage, how):
-    """Break the tracking indexes (their layout is the storage's own,
-    so this is the one place that knows it): ``'orphan'`` adds a user
+    """Break the tracking indexes through their contract
+    (``ITrackIndex``): ``'orphan'`` adds a user
     index entry for a track that has no record, ``'unindexed'`` takes
     the entry of an existing track out of the time index. Returns the
     id of the track concerned, as its name."""
-    from trackstore import keys
     from trackstore.storage import formatId
     partition = next(iter(storage.partitions.values()))
     if how == 'orphan':
         missing = partition.lastId + 1000
-        partition.indexes['userName'].add(
-            [keys.encode('nobody') + keys.pack_id(missing)])
+        partition.index('userName').index_doc(missing, ('visits', 'nobody'))
         return formatId(missing)
     track_id, record = next(iter(partition.items()))
     track = storage.trackFactory.fromRecord(track_id, record)
-    key = storage._entries(track_id, track)['timeStamp']
-    partition.indexes['timeStamp'].remove(key)
+    partition.index('timeStamp').unindex_doc(track_id, track.timeStamp)
     return formatId(track_id)
 
 

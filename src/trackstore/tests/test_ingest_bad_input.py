@@ -69,8 +69,12 @@ timestamps = st.one_of(
         lambda d: d.strftime('%Y-%m-%dT%H:%M:%S.%f')),
     st.datetimes().map(lambda d: d.isoformat()),
     st.floats(), st.integers(), json_values)
+# Digits that str.isdigit takes and int() does not ('\u00b2') once
+# crashed the loader.
 ids = st.one_of(st.integers(min_value=1, max_value=60),
-                st.integers(), st.text(max_size=6), json_values)
+                st.integers(), st.text(max_size=6),
+                st.text('-0123456789\u00b2\u0663', max_size=4),
+                json_values)
 
 
 @st.composite
@@ -253,6 +257,20 @@ class Loads(unittest.TestCase):
         self.assertEqual(accounted(again), again.read)
         self.assertEqual(again.stored, 0)
         self.assertEqual(again.duplicates, first.stored + first.duplicates)
+        self.assertEqual(problems, [])
+
+    def test_ids_of_digits_int_does_not_take(self):
+        # '\u00b2' is a digit to str.isdigit, but not to int(): a hit
+        # with such an id once crashed the load.
+        good = ('{"id": "%s", "type": "search", "event": {"timestamp": '
+                '"2022-04-28T07:38:%02d.000000", "ip": "192.0.2.1"}}')
+        ids = ['\u00b2', '-\u00b2', '\u0663', '7']
+        data = '\n'.join(good % (i, n) for n, i in enumerate(ids))
+        first, written, again, problems = self.load(
+            data.encode() + b'\n')
+        self.assertEqual((first.read, first.stored, first.rejected),
+                         (4, 4, 0))
+        self.assertEqual(again.duplicates, 4)
         self.assertEqual(problems, [])
 
     def test_a_deep_hit_among_good_ones(self):

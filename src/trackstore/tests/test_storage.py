@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 from trackstore import Run
 from trackstore import Track
 from trackstore import TrackingStorage
+from trackstore import ids
 from trackstore import keys
 from trackstore.interfaces import IRun
 from trackstore.interfaces import ITrack
@@ -246,7 +247,7 @@ class PersistenceTests(unittest.TestCase):
         conn = self.db.open()
         conn.root()['s'] = storage = TrackingStorage()
         storage.saveUserTrack('t', 0, 'u', {})
-        storage.releasePartition()
+        ids.release(storage)
         transaction.commit()
         conn.close()
         conn = self.db.open()
@@ -329,3 +330,75 @@ class PairMemoryTests(unittest.TestCase):
         self.tm1.commit()
         self.tm2.begin()
         self.assertEqual(self.c2.root()['s'].getUserNames('t'), ['u', 'v'])
+
+
+class PageTrack(Track):
+    """A track factory with an extra index and no run index."""
+    index_attributes = ('taskId', 'userName', 'timeStamp', 'page')
+
+
+class IndexAttributeTests(unittest.TestCase):
+
+    def test_a_factory_without_a_run_index_saves_and_reads(self):
+        storage = TrackingStorage(trackFactory=PageTrack)
+        first = storage.saveUserTrack('t', 0, 'u', {'page': '/a'},
+                                      timeStamp=1)
+        storage.saveTracks([dict(taskId='t', userName='u',
+                                 data={'page': '/b'}, timeStamp=2)])
+        runId = storage.getRun('t').id
+        self.assertEqual([t.data['page'] for t in storage.getUserTracks(
+            't', 0, 'u')], ['/a', '/b'])
+        self.assertEqual(storage.getLastUserTrack('t', 0, 'u').data,
+                         {'page': '/b'})
+        with self.assertRaises(ValueError):
+            storage.query(runId=runId)
+        storage.updateTrack(first, {'page': '/c'})
+        self.assertEqual(storage.checkIndexes(), [])
+        self.assertEqual(storage.removeRun('t', runId), 2)
+        self.assertEqual(len(storage), 0)
+        self.assertEqual(storage.checkIndexes(), [])
+
+    def test_extra_indexes_are_queried(self):
+        storage = TrackingStorage(trackFactory=PageTrack)
+        for n, page in enumerate(['/a', '/b', '/a', '/ab']):
+            storage.saveUserTrack('t', 0, 'u%d' % n, {'page': page},
+                                  timeStamp=n)
+        self.assertEqual([t.userName for t in storage.query(page='/a')],
+                         ['u0', 'u2'])
+        self.assertEqual([t.userName for t in storage.query(page='/a*')],
+                         ['u0', 'u2', 'u3'])
+        self.assertEqual([t.userName for t in storage.query(
+            page='/a', userName='u2')], ['u2'])
+        storage.updateTrack(storage.query(page='/b')[0], {'page': '/a'})
+        self.assertEqual(len(storage.query(page='/a')), 3)
+        self.assertEqual(storage.query(page='/b'), [])
+        self.assertEqual(storage.checkIndexes(), [])
+
+    def test_index_statistics(self):
+        storage = TrackingStorage()
+        for n in range(6):
+            storage.saveUserTrack('t', 0, 'u%d' % (n % 3), {})
+        index = storage.partitions[0].index('userName')
+        self.assertEqual(index.documentCount(), 6)
+        self.assertEqual(index.wordCount(), 3)
+
+
+class LayoutTests(unittest.TestCase):
+
+    def test_reindexing_upgrades_an_old_layout(self):
+        from trackstore.index import Segmented
+        storage = TrackingStorage()
+        for n in range(5):
+            storage.saveUserTrack('t', 0, 'u%d' % (n % 2), {'n': n})
+        # What a store of key layout 1 looks like to this version.
+        storage.keyLayout = 1
+        partition = storage.partitions[0]
+        partition.indexes = {name: Segmented()
+                             for name in storage.indexNames}
+        with self.assertRaises(ValueError):
+            storage.query(taskId='t')
+        self.assertEqual(len(storage.checkIndexes()), 1)
+        storage.reindexTracks()
+        self.assertEqual(storage.keyLayout, 2)
+        self.assertEqual(len(storage.query(taskId='t', userName='u0')), 3)
+        self.assertEqual(storage.checkIndexes(), [])

@@ -195,6 +195,10 @@ class ClickstreamRoutes(unittest.TestCase):
         r = self.http.get(API + '/internal/batch/sessions',
                           params={'batch_id': 'no-such-batch'})
         self.assertEqual(r.json()['sessions'], [])
+        # A digit that int() does not take once made this a 500.
+        r = self.http.get(API + '/internal/batch/sessions',
+                          params={'batch_id': '\u00b2'})
+        self.assertEqual((r.status_code, r.json()['sessions']), (200, []))
 
     def test_metrics_orders_and_health(self):
         r = self.http.get('/metrics/orders')

@@ -29,6 +29,10 @@ from trackstore.interfaces import IPrivacySettings
 from trackstore.interfaces import IRun
 from trackstore.interfaces import ITrack
 from trackstore.interfaces import ITrackingStorage
+from trackstore.interfaces import ITrackMaintenance
+from trackstore.interfaces import ITrackQuery
+from trackstore.interfaces import ITrackRuns
+from trackstore.interfaces import ITrackWrite
 from trackstore.storage import Run
 from trackstore.storage import Track
 from trackstore.storage import TrackingStorage
@@ -104,6 +108,23 @@ class Registrations(ZCMLTestCase):
                     self.assertIn(checker.permission_id(name),
                                   (READ, WRITE), (cls, name))
 
+    def test_each_role_has_its_permission(self):
+        # Readers query; runs and maintenance (checkIndexes included)
+        # are for those who write.
+        checker = getCheckerForInstancesOf(TrackingStorage)
+        for iface, permission in ((ITrackQuery, READ),
+                                  (ITrackWrite, WRITE),
+                                  (ITrackRuns, WRITE),
+                                  (ITrackMaintenance, WRITE)):
+            for name in iface.names(all=True):
+                self.assertEqual(checker.permission_id(name), permission,
+                                 (iface, name))
+
+    def test_leases_are_not_offered(self):
+        checker = getCheckerForInstancesOf(TrackingStorage)
+        self.assertIsNone(checker.permission_id('releasePartition'))
+        self.assertNotIn('releasePartition', ITrackingStorage)
+
     def test_every_model_field_is_readable(self):
         from zope.security.checker import CheckerPublic
         for name in models.__dict__:
@@ -176,6 +197,10 @@ class Security(ZCMLTestCase):
             storage.saveUserTrack('visits', 0, 'eve', {})
         with self.assertRaises(Unauthorized):
             storage.removeTrack('0000001')
+        with self.assertRaises(Unauthorized):
+            storage.checkIndexes()
+        with self.assertRaises(Unauthorized):
+            storage.startRun('visits')
         dao = IClickstreamDao(storage)
         self.assertEqual(dao.get_session('s1').session_number, 1)
         with self.assertRaises(Unauthorized):

@@ -5,22 +5,20 @@ transaction manager, works in one transaction and closes it. ZODB gives
 every connection a consistent snapshot, so a request never sees another
 request's write half done: it sees all of a commit or none of it.
 """
-import threading
-
 import transaction
 
-from trackstore.db import Writer
 from trackstore.db import get_storage
 from trackstore.db import open_db
 from trackstore.db import safe_uri
+from trackstore.web.commits import GroupCommit
 
 
 class Database:
     """The app's database and its units of work.
 
-    ``read(fn)`` and ``write(fn)`` call ``fn(storage)`` in a fresh
-    connection; ``write`` commits, retrying on conflicts (``Writer``).
-    ``commits`` and ``conflicts`` count this process's writes.
+    ``read(fn)`` calls ``fn(storage)`` in a fresh connection; ``write``
+    commits, retrying on conflicts. ``commits`` and ``conflicts`` count
+    this process's transactions.
     """
 
     def __init__(self, uri=None, db=None, name='trackstore'):
@@ -28,10 +26,7 @@ class Database:
         self.db = db if db is not None else open_db(uri)
         self.name = name
         self.safe_uri = safe_uri(uri) or 'default'
-        self.commits = 0
-        self.conflicts = 0
-        self._lock = threading.Lock()
-        self._lane = threading.Lock()
+        self.group = GroupCommit(self.db, name)
         # Create the storage now, so that a read never has to write.
         self.write(lambda storage: None)
 
@@ -56,27 +51,19 @@ class Database:
         """``fn(storage, *args)`` as one unit of work, committed and
         retried on conflicts; returns ``(result, conflicts retried)``.
 
-        The writes of one process take turns (``_lane``): two
-        registrations write the same buckets of the session-id map, so
-        two threads writing at once would make one of them conflict,
-        abort and do its work again (without the lane: 7 retries per
-        1,000 commits in ``benchmarks/api.py``, and no more requests a
-        second). The storage serializes commits anyway; the parsing and
-        answering of requests still overlap.
+        Units of work of concurrent requests share a commit
+        (``commits.GroupCommit``): they run one after another in one
+        transaction, and each request is answered once it has committed.
         """
-        writer = Writer(self.db, name=self.name)
-        try:
-            with self._lane:
-                result = writer.run(fn, *args)
-            with self._lock:
-                self.commits += writer.commits
-                self.conflicts += writer.conflicts
-            return result, writer.conflicts
-        finally:
-            # Keep the connection's partition for the next request that
-            # gets this connection from the pool (releasing costs a
-            # commit).
-            writer.close(release=False)
+        return self.group.run(fn, *args)
+
+    @property
+    def commits(self):
+        return self.group.commits
+
+    @property
+    def conflicts(self):
+        return self.group.conflicts
 
 
 def snapshot_of(conn):
