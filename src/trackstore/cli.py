@@ -718,6 +718,11 @@ def run_export(uri, output, format, since=None, until=None, bar=None):
                 return export(storage, out, format, since, until)
             with _SessionBar(bar) as progress:
                 return export(storage, out, format, since, until, progress)
+        except BrokenPipeError:
+            # The reader of standard output went away (``| head``), as
+            # it may: nothing to say, and nothing more to flush there.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except OSError as e:
             # A directory that is not there, a full disk: one line, and
             # no half-written file (export writes to a .part first).
