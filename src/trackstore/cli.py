@@ -713,10 +713,20 @@ def run_export(uri, output, format, since=None, until=None, bar=None):
     from trackstore.export import export
     out = sys.stdout.buffer if output == '-' else output
     with existing_storage(uri) as (db, storage):
-        if bar is None:
-            return export(storage, out, format, since, until)
-        with _SessionBar(bar) as progress:
-            return export(storage, out, format, since, until, progress)
+        try:
+            if bar is None:
+                return export(storage, out, format, since, until)
+            with _SessionBar(bar) as progress:
+                return export(storage, out, format, since, until, progress)
+        except BrokenPipeError:
+            # The reader of standard output went away (``| head``), as
+            # it may: nothing to say, and nothing more to flush there.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        except OSError as e:
+            # A directory that is not there, a full disk: one line, and
+            # no half-written file (export writes to a .part first).
+            raise click.ClickException('--output: %s' % (e,))
 
 
 @main.command('export')

@@ -181,11 +181,12 @@ class _Csv:
     def __init__(self, out):
         self.text = io.TextIOWrapper(out, 'utf-8', newline='',
                                      write_through=True)
-        self.writer = csv.DictWriter(self.text, COLUMNS)
-        self.writer.writeheader()
+        self.writer = csv.writer(self.text)
+        self.writer.writerow(COLUMNS)
 
     def write(self, columns, record):
-        self.writer.writerow(flat_row(columns, record))
+        row = flat_row(columns, record)
+        self.writer.writerow([row[name] for name in COLUMNS])
 
     def close(self):
         self.text.flush()
@@ -206,26 +207,34 @@ def parquet_schema():
 
 
 class _Parquet:
+    """Rows gathered by column (pyarrow's own layout), written a row
+    group at a time so that a long export holds one group at most."""
 
     def __init__(self, out):
         import pyarrow.parquet as pq
         self.schema = parquet_schema()
         self.writer = pq.ParquetWriter(out, self.schema)
-        self.rows = []
+        self._start()
+
+    def _start(self):
+        self.columns = {name: [] for name in COLUMNS}
+        self.rows = 0
 
     def write(self, columns, record):
         row = flat_row(columns, record)
         row['timestamp'] = parse_timestamp(row['timestamp'])
-        self.rows.append(row)
-        if len(self.rows) >= ROW_GROUP:
+        for name, values in self.columns.items():
+            values.append(row[name])
+        self.rows += 1
+        if self.rows >= ROW_GROUP:
             self._flush()
 
     def _flush(self):
         import pyarrow as pa
         if self.rows:
             self.writer.write_table(
-                pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.rows = []
+                pa.Table.from_pydict(self.columns, schema=self.schema))
+            self._start()
 
     def close(self):
         self._flush()

@@ -186,6 +186,7 @@ class Policy:
         return self._change is None and not self.drop_bots
 
     def apply(self, hit):
+        """The hit as the settings keep it, or None for a bot's."""
         if self.drop_bots and self._bot(hit.event.get('user-agent')):
             self.bots += 1
             return None
@@ -221,14 +222,16 @@ class Policy:
 
 
 def _cached(cache, fn, value):
-    """``fn(value)``, looked up in ``cache`` (bounded) first; a value
-    that is no dict key (a list, an object) is not kept."""
+    """``fn(value)``, looked up in ``cache`` (bounded) first. Only
+    strings are kept: ``1``, ``1.0`` and ``true`` are one dict key but
+    three different values, and the answer must not depend on which of
+    them came first."""
+    if value.__class__ is not str:
+        return fn(value)
     try:
         return cache[value]
     except KeyError:
         pass
-    except TypeError:
-        return fn(value)
     if len(cache) > 100000:
         cache.clear()
     found = cache[value] = fn(value)

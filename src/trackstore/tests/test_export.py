@@ -191,6 +191,14 @@ class Command(Base):
         proc = self.run_cli('config', '--db', 'missing.fs', code=1)
         self.assertIn('no such file', proc.stderr)
 
+    def test_an_output_that_cannot_be_written(self):
+        self.run_cli('ingest', 'hits.jsonl', '--db', 'a.fs')
+        proc = self.run_cli('export', '--db', 'a.fs', '-o',
+                            'no/such/dir/x.csv', code=1)
+        self.assertEqual(proc.stderr.splitlines(), [
+            "Error: --output: [Errno 2] No such file or directory: "
+            "'no/such/dir/x.csv.part'"])
+
     def test_parquet_by_its_name_and_stdout(self):
         self.run_cli('ingest', 'hits.jsonl', '--db', 'a.fs')
         proc = self.run_cli('export', '--db', 'a.fs', '-o', 'out.parquet')

@@ -126,6 +126,24 @@ class Policies(unittest.TestCase):
         self.assertEqual(keep.bots, 0)
         self.assertTrue(keep.changes_nothing)
 
+    @settings(max_examples=50)
+    @given(st.lists(st.one_of(
+        st.booleans(), st.integers(), st.floats(allow_nan=False),
+        st.text(max_size=8), st.ip_addresses().map(str)), max_size=12),
+        st.randoms())
+    def test_one_answer_whatever_came_first(self, values, random):
+        hits = [parsed(hit(n, 'search', minutes(0), ip=value))
+                for n, value in enumerate(values)]
+        shuffled = random.sample(hits, len(hits))
+        for mode in ('truncate', 'hash'):
+            answers = []
+            for order in (hits, shuffled):
+                policy = Policy(mode, 'keep', b'k' * 32)
+                answers.append(sorted(
+                    (h.id, repr(policy.apply(h).event.get('ip')))
+                    for h in order))
+            self.assertEqual(answers[0], answers[1], mode)
+
     def test_wrong_modes_are_refused(self):
         with self.assertRaises(ValueError) as e:
             Policy('mask')

@@ -151,6 +151,7 @@ class Dashboard(unittest.TestCase):
             ['collecting', 'released'])
         care = {k: v for k, v, s in dom.rows['care']}
         self.assertEqual(care['late'], str(data['hits']['late']))
+        self.assertEqual(care['bots'], str(data['hits']['bots']))
         self.assertGreater(data['totals']['visits'], 500)
         self.assertEqual(sum(d['visits'] for d in days),
                          data['totals']['visits'])

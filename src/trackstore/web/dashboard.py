@@ -179,5 +179,7 @@ def dashboard_data(storage, load_totals=None):
             # unless the loader counts them (None: not recorded).
             'rejected': totals.get('rejected'),
             'duplicates': totals.get('duplicates', 0) if totals else None,
+            # hits of known bots the privacy settings left out
+            'bots': totals.get('bots', 0) if totals else None,
         },
     }

@@ -179,7 +179,8 @@
       ['late', 'Late hits (stored as sessions of their own)', hits.late],
       ['late_sessions', 'Late sessions', hits.late_sessions],
       ['rejected', 'Rejected hits (malformed)', hits.rejected],
-      ['duplicates', 'Duplicate hits skipped', hits.duplicates]];
+      ['duplicates', 'Duplicate hits skipped', hits.duplicates],
+      ['bots', 'Bot hits left out', hits.bots]];
     el.innerHTML = '';
     rows.forEach(function (r) {
       var div = document.createElement('div');
