@@ -398,8 +398,10 @@ def child_run(name, workdir, args, *extra):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--tracks', type=int, default=1_000_000)
-    parser.add_argument('--users', type=int, default=100_000)
+    parser.add_argument('--tracks', type=int,
+                        help='1,000,000; 100,000 per call')
+    parser.add_argument('--users', type=int,
+                        help='100,000; 10,000 per call')
     parser.add_argument('--commit', type=int, default=10_000)
     parser.add_argument('--hits', type=int, default=100)
     parser.add_argument('--child', choices=['trackstore', 'sqlite'])
@@ -413,10 +415,9 @@ def main():
     args = parser.parse_args()
     if args.queries:
         args.per_call = True
-    if args.per_call and not args.child:
-        for name, value in (('tracks', 1_000_000), ('users', 100_000)):
-            if getattr(args, name) == value:
-                setattr(args, name, value // 10)
+    scale = 10 if args.per_call else 1
+    args.tracks = args.tracks or 1_000_000 // scale
+    args.users = args.users or 100_000 // scale
     if args.child:
         return child(args)
     if args.per_call:

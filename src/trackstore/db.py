@@ -213,7 +213,33 @@ def _open_storage(uri, create=True):
         # ``?server_sync=0`` saves the round trip where that is fine.
         storage.server_sync = True
         storage.sync = storage.ping
+    if scheme == 'zeo':
+        _forget_oids_on_reconnect(storage)
     return uri, storage, dbkw
+
+
+def _forget_oids_on_reconnect(storage):
+    """Drop the object ids a ZEO client prefetched whenever it
+    (re)connects.
+
+    ZEO's client keeps the ids it prefetched from the server across a
+    reconnect, but a restarted server only knows the ids that were
+    committed and hands the others out again: two new objects of one
+    transaction would get one id ("A different object already has the
+    same oid"). A writer cannot tell when that happens: the server may
+    go and come back between two of its transactions, without any call
+    of its failing. So the ids go at every connect (there is no public
+    call for it) and every id comes from the server that will store it.
+    """
+    connected = storage.notify_connected
+
+    def notify_connected(*args, **kw):
+        prefetched = getattr(storage, '_oids', None)
+        if isinstance(prefetched, list):
+            del prefetched[:]
+        return connected(*args, **kw)
+
+    storage.notify_connected = notify_connected
 
 
 def _missing_table(error):
@@ -589,17 +615,9 @@ class Writer:
                 return result
 
     def _reopen(self):
-        """A new connection after the server went away.
-
-        ZEO's client keeps the object ids it prefetched from the server
-        across a reconnect, but a restarted server only knows the ids
-        that were committed and hands the others out again: two new
-        objects would get one id. The prefetched ids are dropped (there
-        is no public call for it), so every id comes from the server
-        that will store it."""
-        prefetched = getattr(self.db.storage, '_oids', None)
-        if isinstance(prefetched, list):
-            del prefetched[:]
+        """A new connection after the server went away (the ids the
+        client had prefetched are dropped when it reconnects: see
+        ``_forget_oids_on_reconnect``)."""
         try:
             self.connection.close()
         except Exception:

@@ -235,9 +235,18 @@ class ITrackIndex(Interface):
         string ending in ``*`` (a prefix) or, for a range,
         ``('range', low, high)`` with inclusive, optional bounds."""
 
+    def iterApply(query):
+        """Like ``apply``, lazily, in key order within each value: to
+        walk only as far as needed (the first match, the smallest of
+        several indexes)."""
+
+    def encode(value):
+        """The bytes a value is kept under (keys of one value share
+        them; ``entries`` reports them)."""
+
     def entries():
-        """Iterate over ``(value key, id)`` of all entries, in order (for
-        checks)."""
+        """Iterate over ``(encoded value, id)`` of all entries, in order
+        (for checks)."""
 
     def clear():
         """Remove every entry."""

@@ -413,8 +413,7 @@ class TrackingStorage(Persistent):
         fresh = self._values(updated)
         for name in old:
             index = partition.index(name)
-            if index.key(trackId, old[name]) != index.key(
-                    trackId, fresh[name]):
+            if index.encode(old[name]) != index.encode(fresh[name]):
                 index.unindex_doc(trackId, old[name])
                 index.index_doc(trackId, fresh[name])
         partition.replace(trackId, record)

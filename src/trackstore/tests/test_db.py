@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import transaction
@@ -406,6 +407,35 @@ class WriterTests(TempDirTestCase):
             'a001', 0, 'u1', {'x': 1}))
         found = transact(self.db, lambda s: s.getTrack(tid).data)
         self.assertEqual(found, {'x': 1})
+
+
+class ZEORestartTests(TempDirTestCase):
+    """A ZEO server killed and restarted between two transactions of a
+    client: the client reconnects on its own, no call of it fails."""
+
+    def test_new_objects_get_ids_the_new_server_knows(self):
+        server = ZEOServer(os.path.join(self.tmp, 'zeo.fs')).start()
+        self.addCleanup(server.stop)
+        db = open_db(server.uri)
+        self.addCleanup(db.close)
+        with db.transaction() as conn:
+            # The first new object makes the client prefetch ids.
+            conn.root()['first'] = PersistentMapping()
+        server.kill()
+        server.start()
+        deadline = time.monotonic() + 30
+        while not db.storage.is_connected():
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        # More new objects than the client had prefetched: without
+        # dropping them, the restarted server hands some out again and
+        # two objects of this transaction get one id.
+        with db.transaction() as conn:
+            conn.root()['many'] = [PersistentMapping(n=n)
+                                   for n in range(300)]
+        with db.transaction() as conn:
+            self.assertEqual([m['n'] for m in conn.root()['many']],
+                             list(range(300)))
 
 
 OPEN_AND_SAVE = """

@@ -378,9 +378,14 @@ class IndexAttributeTests(unittest.TestCase):
         storage = TrackingStorage()
         for n in range(6):
             storage.saveUserTrack('t', 0, 'u%d' % (n % 3), {})
+        from trackstore.interfaces import ITrackIndex
         index = storage.partitions[0].index('userName')
         self.assertEqual(index.documentCount(), 6)
         self.assertEqual(index.wordCount(), 3)
+        self.assertEqual(storage.partitions[0].index('taskId').wordCount(),
+                         1)
+        for index in storage.partitions[0].indexes.values():
+            self.assertTrue(verifyObject(ITrackIndex, index))
 
 
 class LayoutTests(unittest.TestCase):
