@@ -95,6 +95,13 @@ class ITrackQuery(Interface):
     def values():
         """Iterate over all tracks (a scan, by track id)."""
 
+    def getRun(taskId=None, runId=0):
+        """Return the run with ``runId``, or the task's current run with
+        ``runId=0``; None when there is none."""
+
+    def getRuns(taskId=None):
+        """Return the runs (of the task, or all), by id."""
+
 
 class ITrackWrite(Interface):
     """Saving and changing tracks: the role of a collector.
@@ -146,7 +153,9 @@ class ITrackWrite(Interface):
 
 
 class ITrackRuns(Interface):
-    """Runs: the spans of time a task's tracks are grouped into.
+    """Runs: the spans of time a task's tracks are grouped into, started,
+    stopped and removed (reading them, ``getRun`` and ``getRuns``, is
+    part of ``ITrackQuery``).
 
     Run ids are shared by all tasks and never reused, not even after
     ``removeRun``: a run id names one run for good.
@@ -163,13 +172,6 @@ class ITrackRuns(Interface):
         marked finished. Returns the run id, or 0 when there is no such
         run.
         """
-
-    def getRun(taskId=None, runId=0):
-        """Return the run with ``runId``, or the task's current run with
-        ``runId=0``; None when there is none."""
-
-    def getRuns(taskId=None):
-        """Return the runs (of the task, or all), by id."""
 
     def removeRun(taskId, runId):
         """Remove the run ``runId`` of the task and all its tracks, from

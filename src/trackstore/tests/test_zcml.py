@@ -109,7 +109,8 @@ class Registrations(ZCMLTestCase):
                                   (READ, WRITE), (cls, name))
 
     def test_each_role_has_its_permission(self):
-        # Readers query; runs and maintenance (checkIndexes included)
+        # Readers query (runs too); starting, stopping and removing runs
+        # and maintenance (checkIndexes included)
         # are for those who write.
         checker = getCheckerForInstancesOf(TrackingStorage)
         for iface, permission in ((ITrackQuery, READ),
