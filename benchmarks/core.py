@@ -74,8 +74,9 @@ def timed_query(fn, repeat=20):
     return best, result
 
 
-def run_trackstore(args, workdir):
-    import transaction
+def new_store(args, workdir):
+    """A new FileStorage database with a TrackingStorage at the root:
+    ``(db, connection, storage, path)``."""
     import ZODB
     import ZODB.FileStorage
 
@@ -86,6 +87,13 @@ def run_trackstore(args, workdir):
                  cache_size=cache_size(args))
     conn = db.open()
     storage = conn.root()['tracks'] = TrackingStorage()
+    return db, conn, storage, path
+
+
+def run_trackstore(args, workdir):
+    import transaction
+
+    db, conn, storage, path = new_store(args, workdir)
     runId = storage.startRun(TASK)
     transaction.commit()
     start = time.perf_counter()
@@ -260,16 +268,8 @@ def warm_queries(fn, pairs):
 
 def percall_trackstore(args, workdir):
     import transaction
-    import ZODB
-    import ZODB.FileStorage
 
-    from trackstore import TrackingStorage
-
-    path = os.path.join(workdir, 'tracks.fs')
-    db = ZODB.DB(ZODB.FileStorage.FileStorage(path),
-                 cache_size=cache_size(args))
-    conn = db.open()
-    storage = conn.root()['tracks'] = TrackingStorage()
+    db, conn, storage, path = new_store(args, workdir)
     transaction.commit()
     save = storage.saveUserTrack
     start = time.perf_counter()
