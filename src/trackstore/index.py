@@ -327,7 +327,7 @@ class FieldIndex(Segmented):
             yield key[:-keys.ID_SIZE], idOf(key)
 
     def documentCount(self):
-        return sum(len(segment) for segment in self.segments)
+        return len(self)
 
     def wordCount(self):
         return len({value for value, _ in self.entries()})
