@@ -78,6 +78,11 @@ def partitionOf(trackId):
     return trackId >> ID_BITS
 
 
+def formatId(trackId):
+    """A track id as the storage hands it out (``Track.__name__``)."""
+    return '%07i' % trackId
+
+
 def allocate(partition, n):
     """Take ``n`` consecutive ids from the partition's sequence."""
     first = partition.lastId + 1

@@ -20,6 +20,7 @@ from zope.interface import implementer
 from trackstore import ids
 from trackstore import keys
 from trackstore import query as planner
+from trackstore.ids import formatId
 from trackstore.index import KEY_LAYOUT
 from trackstore.index import USER_INDEX
 from trackstore.index import Partition
@@ -41,10 +42,6 @@ def formatTime(timeStamp):
     if not timeStamp:
         return '-'
     return time.strftime('%Y-%m-%d %H:%M', time.gmtime(timeStamp))
-
-
-def formatId(trackId):
-    return '%07i' % trackId
 
 
 @implementer(ITrack)
@@ -281,8 +278,6 @@ class TrackingStorage(Persistent):
 
     # saving
 
-    _dumpRecord = staticmethod(dump_record)
-
     def _values(self, track):
         """{index name: the track's value for that index}."""
         values = {}
@@ -341,16 +336,20 @@ class TrackingStorage(Persistent):
             if run is None:
                 run = seen[runKey] = self._resolveRun(
                     *runKey, start=timeStamp)
-            if timeStamp > run.end:
-                run.end = timeStamp
-            userName = row['userName']
-            # The record is pickled at once, so the caller's dict is not
-            # aliased and needs no copy.
-            add((partition, trackId, taskId, run.id, userName, timeStamp,
-                 dump_record(taskId, run.id, userName, timeStamp,
-                             row.get('data') or {})))
+            add(self._row(partition, trackId, taskId, run, row['userName'],
+                          timeStamp, row.get('data') or {}))
         self._writeRows(prepared)
-        return ['%07i' % row[1] for row in prepared]
+        return [formatId(row[1]) for row in prepared]
+
+    def _row(self, partition, trackId, taskId, run, userName, timeStamp,
+             data):
+        """A prepared row for ``_writeRows`` (``Pending`` describes
+        it); the run's ``end`` moves to the track's time. The record is
+        pickled at once, so the caller's dict is not aliased and needs
+        no copy."""
+        self._touchRun(run, timeStamp)
+        return (partition, trackId, taskId, run.id, userName, timeStamp,
+                dump_record(taskId, run.id, userName, timeStamp, data))
 
     def _writeRows(self, rows):
         """Write prepared rows (``Pending`` describes them) into their
