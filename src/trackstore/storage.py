@@ -44,6 +44,12 @@ def formatTime(timeStamp):
     return time.strftime('%Y-%m-%d %H:%M', time.gmtime(timeStamp))
 
 
+def pairKey(track):
+    """The key of a track's task and user in its partition's ``pairs``
+    (``_writeRows`` makes the same keys, with a batch's encoder)."""
+    return keys.encode(track.taskId) + keys.encode(track.userName)
+
+
 @implementer(ITrack)
 class Track:
     """A track as handed out by a storage (a value object).
@@ -430,7 +436,7 @@ class TrackingStorage(Persistent):
         partition.delete(trackId)
         if not planner.userHasTracks(self, stored.taskId,
                                      stored.userName):
-            pair = keys.encode(stored.taskId) + keys.encode(stored.userName)
+            pair = pairKey(stored)
             for p in self.partitions.values():
                 p.pairs.remove(pair)
 
@@ -440,8 +446,7 @@ class TrackingStorage(Persistent):
         partition = self._partitionOf(trackId)
         for name, value in self._values(track).items():
             partition.index(name).index_doc(trackId, value)
-        partition.addPairs(
-            [keys.encode(track.taskId) + keys.encode(track.userName)])
+        partition.addPairs([pairKey(track)])
 
     @flushing
     def unindexTrack(self, track, trackId=None):
@@ -466,8 +471,7 @@ class TrackingStorage(Persistent):
                 track = self.trackFactory.fromRecord(trackId, record)
                 for name, value in self._values(track).items():
                     values[name].append((trackId, value))
-                pairs.add(keys.encode(track.taskId)
-                          + keys.encode(track.userName))
+                pairs.add(pairKey(track))
             for name, found in values.items():
                 partition.indexValues(name, found)
             partition.addPairs(pairs)
@@ -498,8 +502,7 @@ class TrackingStorage(Persistent):
             track = self.trackFactory.fromRecord(trackId, record)
             for name, value in self._values(track).items():
                 expected[name].add((indexes[name].encode(value), trackId))
-            pairs.add(keys.encode(track.taskId)
-                      + keys.encode(track.userName))
+            pairs.add(pairKey(track))
         problems = []
         if partition.count() != records:
             problems.append('%s counts %d tracks but holds %d' % (
