@@ -11,6 +11,7 @@ a ``Track`` value object. Runs are persistent, so that changes to their
 ``end`` and ``finished`` survive a reload, and they merge concurrent
 changes instead of conflicting.
 """
+import functools
 import time
 
 from BTrees.Length import Length
@@ -139,14 +140,12 @@ class Run(Persistent):
 def flushing(method):
     """A read (or a change of stored tracks) first writes the saves
     still pending in the transaction, so that it sees them."""
+    @functools.wraps(method)
     def wrapper(self, *args, **kw):
         pending = Pending.of(self, create=False)
         if pending is not None:
             pending.flush()
         return method(self, *args, **kw)
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
-    wrapper.__wrapped__ = method
     return wrapper
 
 
