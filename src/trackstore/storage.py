@@ -310,8 +310,7 @@ class TrackingStorage(Persistent):
             return self.saveTracks([dict(
                 taskId=taskId, runId=runId, userName=userName, data=data,
                 timeStamp=timeStamp)])[0]
-        if self.keyLayout != KEY_LAYOUT:
-            self._checkLayout()
+        self._checkLayout()
         return pending.save(taskId, runId, userName, data, timeStamp)
 
     @flushing
