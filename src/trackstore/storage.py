@@ -219,13 +219,17 @@ class TrackingStorage(Persistent):
         run = self.getRun(taskId, runId)
         if run is None:
             return 0
-        current = keys.encode(run.taskId)
-        if self.currentRuns.get(current) == run.id:
-            del self.currentRuns[current]
-            self._runsChanged()
+        self._dropCurrent(run.taskId, run.id)
         if finish and not run.finished:
             run.finished = True
         return run.id
+
+    def _dropCurrent(self, taskId, runId):
+        """The run is no longer the task's current run (if it was)."""
+        current = keys.encode(taskId)
+        if self.currentRuns.get(current) == runId:
+            del self.currentRuns[current]
+            self._runsChanged()
 
     def getRun(self, taskId=None, runId=0):
         if not runId:
@@ -254,9 +258,7 @@ class TrackingStorage(Persistent):
         tracks = planner.runTracks(self, taskId, runId)
         for track in tracks:
             self.removeTrack(track)
-        current = keys.encode(taskId)
-        if self.currentRuns.get(current) == runId:
-            del self.currentRuns[current]
+        self._dropCurrent(taskId, runId)
         del self.runs[runId]
         self.runCount.change(-1)
         self.lastRemovedRun = max(self.lastRemovedRun, runId)
