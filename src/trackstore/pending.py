@@ -41,8 +41,8 @@ class Pending:
 
     def clearCaches(self):
         # Within a transaction the writer's partition and the runs that
-        # runId=0 resolves to hold until a run is started or stopped
-        # (``runsChanged``) or a savepoint is rolled back.
+        # runId=0 resolves to hold until a run is started, stopped or
+        # removed (``runsChanged``) or a savepoint is rolled back.
         self.partition = None
         self.runs = {}
 
