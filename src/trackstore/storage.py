@@ -399,13 +399,10 @@ class TrackingStorage(Persistent):
     def _stored(self, track):
         """(id, partition, stored track) of a track or id."""
         trackId = int(getattr(track, '__name__', track))
-        partition = self._partitionOf(trackId)
-        if partition is not None:
-            record = partition.record(trackId)
-            if record is not None:
-                stored = self.trackFactory.fromRecord(trackId, record)
-                return trackId, partition, stored
-        raise KeyError(formatId(trackId))
+        stored = self._load(trackId)
+        if stored is None:
+            raise KeyError(formatId(trackId))
+        return trackId, self._partitionOf(trackId), stored
 
     def _replace(self, track, data, overwrite, timeStamp=None):
         trackId, partition, stored = self._stored(track)
