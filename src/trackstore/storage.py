@@ -587,10 +587,7 @@ def _partitionTasks(partition):
     low = None
     pairs = partition.pairs
     while True:
-        found = None
-        for key in pairs.keys(min=low):
-            found = key
-            break
+        found = next(pairs.keys(min=low), None)
         if found is None:
             return
         task, end = keys.decode(found)
