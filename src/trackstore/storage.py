@@ -6,7 +6,7 @@ through the partitions' indexes (``query.py``) and batches the work of
 per-call saves until the transaction needs it (``pending.py``).
 
 Tracks are not persistent objects of their own: a track is a flat record
-in the tracks tree of a partition (see ``index.py``) and is handed out as
+in the ``records`` tree of a partition (see ``index.py``) and is handed out as
 a ``Track`` value object. Runs are persistent, so that changes to their
 ``end`` and ``finished`` survive a reload, and they merge concurrent
 changes instead of conflicting.
