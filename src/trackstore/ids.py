@@ -78,11 +78,16 @@ def partitionOf(trackId):
     return trackId >> ID_BITS
 
 
+def formatId(trackId):
+    """A track id as the storage hands it out (``Track.__name__``)."""
+    return '%07i' % trackId
+
+
 def allocate(partition, n):
     """Take ``n`` consecutive ids from the partition's sequence."""
     first = partition.lastId + 1
     partition.lastId += n
-    if partition.lastId - (partition.number << ID_BITS) > ID_MASK:
+    if partition.lastId - firstId(partition.number) > ID_MASK:
         raise OverflowError('partition %s is full' % partition.number)
     return range(first, first + n)
 

@@ -138,20 +138,16 @@ class Segmented(Persistent):
             except ValueError:      # an empty segment
                 appends = False
             if appends:
-                self._update(newest, items)
+                newest.update(items)
                 return
         segments, sizes = list(self.segments), list(self.sizes)
         if segments:
             sizes[-1] = len(segments[-1])
         segment = self.segmentFactory()
-        self._update(segment, items)
+        segment.update(items)
         segments.append(segment)
         sizes.append(len(items))
         self._settle(segments, sizes)
-
-    @staticmethod
-    def _update(segment, items):
-        segment.update(items)
 
     def _settle(self, segments, sizes):
         """Merge segments until each size class has fewer than FANOUT."""
@@ -168,11 +164,11 @@ class Segmented(Persistent):
             merged = self.segmentFactory()
             allItems = []
             for i in group:
-                allItems.extend(self._items(segments[i]))
+                allItems.extend(segments[i].keys())
             # Concatenated sorted runs: timsort merges them in linear
             # time; a later duplicate key is the same entry again.
             allItems.sort()
-            self._update(merged, allItems)
+            merged.update(allItems)
             size = len(merged)
             segments = [seg for i, seg in enumerate(segments)
                         if i not in group] + [merged]
@@ -182,10 +178,6 @@ class Segmented(Persistent):
             self.segments = segments
         if sizes != self.sizes:
             self.sizes = sizes
-
-    @staticmethod
-    def _items(segment):
-        return segment.keys()
 
     def ids(self, low, high):
         """The ids of the keys with low <= key < high, in no particular
@@ -335,7 +327,7 @@ class FieldIndex(Segmented):
             yield key[:-keys.ID_SIZE], idOf(key)
 
     def documentCount(self):
-        return sum(len(segment) for segment in self.segments)
+        return len(self)
 
     def wordCount(self):
         return len({value for value, _ in self.entries()})

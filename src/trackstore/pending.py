@@ -21,6 +21,8 @@ and the rows that were waiting then wait again.
 import transaction.interfaces
 from zope.interface import implementer
 
+from trackstore.ids import formatId
+
 
 @implementer(transaction.interfaces.ISavepointDataManager)
 class Pending:
@@ -39,8 +41,8 @@ class Pending:
 
     def clearCaches(self):
         # Within a transaction the writer's partition and the runs that
-        # runId=0 resolves to hold until a run is started or stopped
-        # (``runsChanged``) or a savepoint is rolled back.
+        # runId=0 resolves to hold until a run is started, stopped or
+        # removed (``runsChanged``) or a savepoint is rolled back.
         self.partition = None
         self.runs = {}
 
@@ -69,17 +71,13 @@ class Pending:
         if run is None:
             run = self.runs[taskId, runId] = storage._resolveRun(
                 taskId, runId, start=timeStamp)
-        if timeStamp > run.end:
-            run.end = timeStamp
         partition = self.partition
         if partition is None:
             partition = self.partition = storage._writerPartition()
         trackId = partition.nextIds(1)[0]
-        # Pickled now: the caller may change its dict after the call.
-        self.rows.append((partition, trackId, taskId, run.id, userName,
-                          timeStamp, storage._dumpRecord(
-                              taskId, run.id, userName, timeStamp, data)))
-        return '%07i' % trackId
+        self.rows.append(storage._row(partition, trackId, taskId, run,
+                                      userName, timeStamp, data))
+        return formatId(trackId)
 
     def flush(self):
         """Write the waiting rows into the trees."""

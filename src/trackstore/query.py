@@ -153,6 +153,13 @@ def query(storage, given):
     return select(storage, criteria(storage, given))
 
 
+def taskTest(taskId):
+    """A test that a track is of the task (by encoding: task ids of
+    different types do not compare); the task is encoded once."""
+    encoded = keys.encode(taskId)
+    return lambda track: keys.encode(track.taskId) == encoded
+
+
 def userTracks(storage, taskId, runId, userName):
     """A user's tracks in a task's run: one walk of the user index
     (whether or not ``runId`` is an index of the track factory)."""
@@ -162,29 +169,28 @@ def userTracks(storage, taskId, runId, userName):
     else:
         found = select(storage, [Criterion(
             USER_INDEX, [(taskId, userName)])])
+    ofTask = taskTest(taskId)
     return [track for track in found if track.runId == runId
-            and track.userName == userName
-            and keys.encode(track.taskId) == keys.encode(taskId)]
+            and track.userName == userName and ofTask(track)]
 
 
 def runTracks(storage, taskId, runId):
     """The tracks of a task's run (from the run index when there is
     one, else a scan)."""
+    ofTask = taskTest(taskId)
     if 'runId' in storage.indexNames:
         found = criteria(storage, {'runId': runId})
-        return [track for track in select(storage, found)
-                if keys.encode(track.taskId) == keys.encode(taskId)]
+        return [track for track in select(storage, found) if ofTask(track)]
     return [track for track in storage._scan()
-            if track.runId == runId and
-            keys.encode(track.taskId) == keys.encode(taskId)]
+            if track.runId == runId and ofTask(track)]
 
 
 def userHasTracks(storage, taskId, userName):
     """Whether the user has a track in the task; stops at the first
     one, so a user with many tracks (anonymous ones) costs little."""
     if USER_INDEX not in storage.indexNames:
-        return any(track.userName == userName
-                   and keys.encode(track.taskId) == keys.encode(taskId)
+        ofTask = taskTest(taskId)
+        return any(track.userName == userName and ofTask(track)
                    for track in storage._scan())
     for partition in storage.partitions.values():
         index = partition.index(USER_INDEX)

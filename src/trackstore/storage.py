@@ -6,11 +6,12 @@ through the partitions' indexes (``query.py``) and batches the work of
 per-call saves until the transaction needs it (``pending.py``).
 
 Tracks are not persistent objects of their own: a track is a flat record
-in the tracks tree of a partition (see ``index.py``) and is handed out as
+in the ``records`` tree of a partition (see ``index.py``) and is handed out as
 a ``Track`` value object. Runs are persistent, so that changes to their
 ``end`` and ``finished`` survive a reload, and they merge concurrent
 changes instead of conflicting.
 """
+import functools
 import time
 
 from BTrees.Length import Length
@@ -20,6 +21,7 @@ from zope.interface import implementer
 from trackstore import ids
 from trackstore import keys
 from trackstore import query as planner
+from trackstore.ids import formatId
 from trackstore.index import KEY_LAYOUT
 from trackstore.index import USER_INDEX
 from trackstore.index import Partition
@@ -43,8 +45,10 @@ def formatTime(timeStamp):
     return time.strftime('%Y-%m-%d %H:%M', time.gmtime(timeStamp))
 
 
-def formatId(trackId):
-    return '%07i' % trackId
+def pairKey(track):
+    """The key of a track's task and user in its partition's ``pairs``
+    (``_writeRows`` makes the same keys, with a batch's encoder)."""
+    return keys.encode(track.taskId) + keys.encode(track.userName)
 
 
 @implementer(ITrack)
@@ -136,14 +140,12 @@ class Run(Persistent):
 def flushing(method):
     """A read (or a change of stored tracks) first writes the saves
     still pending in the transaction, so that it sees them."""
+    @functools.wraps(method)
     def wrapper(self, *args, **kw):
         pending = Pending.of(self, create=False)
         if pending is not None:
             pending.flush()
         return method(self, *args, **kw)
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
-    wrapper.__wrapped__ = method
     return wrapper
 
 
@@ -217,13 +219,17 @@ class TrackingStorage(Persistent):
         run = self.getRun(taskId, runId)
         if run is None:
             return 0
-        current = keys.encode(run.taskId)
-        if self.currentRuns.get(current) == run.id:
-            del self.currentRuns[current]
-            self._runsChanged()
+        self._dropCurrent(run.taskId, run.id)
         if finish and not run.finished:
             run.finished = True
         return run.id
+
+    def _dropCurrent(self, taskId, runId):
+        """The run is no longer the task's current run (if it was)."""
+        current = keys.encode(taskId)
+        if self.currentRuns.get(current) == runId:
+            del self.currentRuns[current]
+            self._runsChanged()
 
     def getRun(self, taskId=None, runId=0):
         if not runId:
@@ -252,9 +258,7 @@ class TrackingStorage(Persistent):
         tracks = planner.runTracks(self, taskId, runId)
         for track in tracks:
             self.removeTrack(track)
-        current = keys.encode(taskId)
-        if self.currentRuns.get(current) == runId:
-            del self.currentRuns[current]
+        self._dropCurrent(taskId, runId)
         del self.runs[runId]
         self.runCount.change(-1)
         self.lastRemovedRun = max(self.lastRemovedRun, runId)
@@ -280,8 +284,6 @@ class TrackingStorage(Persistent):
             run.end = timeStamp
 
     # saving
-
-    _dumpRecord = staticmethod(dump_record)
 
     def _values(self, track):
         """{index name: the track's value for that index}."""
@@ -310,8 +312,7 @@ class TrackingStorage(Persistent):
             return self.saveTracks([dict(
                 taskId=taskId, runId=runId, userName=userName, data=data,
                 timeStamp=timeStamp)])[0]
-        if self.keyLayout != KEY_LAYOUT:
-            self._checkLayout()
+        self._checkLayout()
         return pending.save(taskId, runId, userName, data, timeStamp)
 
     @flushing
@@ -341,16 +342,20 @@ class TrackingStorage(Persistent):
             if run is None:
                 run = seen[runKey] = self._resolveRun(
                     *runKey, start=timeStamp)
-            if timeStamp > run.end:
-                run.end = timeStamp
-            userName = row['userName']
-            # The record is pickled at once, so the caller's dict is not
-            # aliased and needs no copy.
-            add((partition, trackId, taskId, run.id, userName, timeStamp,
-                 dump_record(taskId, run.id, userName, timeStamp,
-                             row.get('data') or {})))
+            add(self._row(partition, trackId, taskId, run, row['userName'],
+                          timeStamp, row.get('data') or {}))
         self._writeRows(prepared)
-        return ['%07i' % row[1] for row in prepared]
+        return [formatId(row[1]) for row in prepared]
+
+    def _row(self, partition, trackId, taskId, run, userName, timeStamp,
+             data):
+        """A prepared row for ``_writeRows`` (``Pending`` describes
+        it); the run's ``end`` moves to the track's time. The record is
+        pickled at once, so the caller's dict is not aliased and needs
+        no copy."""
+        self._touchRun(run, timeStamp)
+        return (partition, trackId, taskId, run.id, userName, timeStamp,
+                dump_record(taskId, run.id, userName, timeStamp, data))
 
     def _writeRows(self, rows):
         """Write prepared rows (``Pending`` describes them) into their
@@ -394,13 +399,10 @@ class TrackingStorage(Persistent):
     def _stored(self, track):
         """(id, partition, stored track) of a track or id."""
         trackId = int(getattr(track, '__name__', track))
-        partition = self._partitionOf(trackId)
-        if partition is not None:
-            record = partition.record(trackId)
-            if record is not None:
-                stored = self.trackFactory.fromRecord(trackId, record)
-                return trackId, partition, stored
-        raise KeyError(formatId(trackId))
+        stored = self._load(trackId)
+        if stored is None:
+            raise KeyError(formatId(trackId))
+        return trackId, self._partitionOf(trackId), stored
 
     def _replace(self, track, data, overwrite, timeStamp=None):
         trackId, partition, stored = self._stored(track)
@@ -431,7 +433,7 @@ class TrackingStorage(Persistent):
         partition.delete(trackId)
         if not planner.userHasTracks(self, stored.taskId,
                                      stored.userName):
-            pair = keys.encode(stored.taskId) + keys.encode(stored.userName)
+            pair = pairKey(stored)
             for p in self.partitions.values():
                 p.pairs.remove(pair)
 
@@ -441,8 +443,7 @@ class TrackingStorage(Persistent):
         partition = self._partitionOf(trackId)
         for name, value in self._values(track).items():
             partition.index(name).index_doc(trackId, value)
-        partition.addPairs(
-            [keys.encode(track.taskId) + keys.encode(track.userName)])
+        partition.addPairs([pairKey(track)])
 
     @flushing
     def unindexTrack(self, track, trackId=None):
@@ -467,8 +468,7 @@ class TrackingStorage(Persistent):
                 track = self.trackFactory.fromRecord(trackId, record)
                 for name, value in self._values(track).items():
                     values[name].append((trackId, value))
-                pairs.add(keys.encode(track.taskId)
-                          + keys.encode(track.userName))
+                pairs.add(pairKey(track))
             for name, found in values.items():
                 partition.indexValues(name, found)
             partition.addPairs(pairs)
@@ -499,8 +499,7 @@ class TrackingStorage(Persistent):
             track = self.trackFactory.fromRecord(trackId, record)
             for name, value in self._values(track).items():
                 expected[name].add((indexes[name].encode(value), trackId))
-            pairs.add(keys.encode(track.taskId)
-                      + keys.encode(track.userName))
+            pairs.add(pairKey(track))
         problems = []
         if partition.count() != records:
             problems.append('%s counts %d tracks but holds %d' % (
@@ -588,10 +587,7 @@ def _partitionTasks(partition):
     low = None
     pairs = partition.pairs
     while True:
-        found = None
-        for key in pairs.keys(min=low):
-            found = key
-            break
+        found = next(pairs.keys(min=low), None)
         if found is None:
             return
         task, end = keys.decode(found)
