@@ -272,20 +272,28 @@ def percall_trackstore(args, workdir):
     db, conn, storage, path = new_store(args, workdir)
     transaction.commit()
     save = storage.saveUserTrack
+    result = per_call(
+        args, lambda task, user, ts, data: save(
+            task, 0, user, data, timeStamp=ts),
+        transaction.commit,
+        lambda t, u: storage.query(taskId=t, userName=u))
+    db.close()
+    return result
+
+
+def per_call(args, save, commit, query):
+    """Save the rows one call each, committing every ``args.commit``;
+    the rate, the peak RSS and (with ``--queries``) the warm query."""
     start = time.perf_counter()
-    for i, (task, user, ts, data) in enumerate(
-            call_rows(args.tracks, args.users), 1):
-        save(task, 0, user, data, timeStamp=ts)
+    for i, row in enumerate(call_rows(args.tracks, args.users), 1):
+        save(*row)
         if i % args.commit == 0:
-            transaction.commit()
-    transaction.commit()
+            commit()
+    commit()
     elapsed = time.perf_counter() - start
     result = dict(rate=args.tracks / elapsed, rss=peak_rss_mb())
     if args.queries:
-        result['warm'] = warm_queries(
-            lambda t, u: storage.query(taskId=t, userName=u),
-            small_pairs(args))
-    db.close()
+        result['warm'] = warm_queries(query, small_pairs(args))
     return result
 
 
@@ -309,18 +317,10 @@ def percall_sqlite(args, workdir):
     insert = 'INSERT INTO tracks (task, run, user, ts, data) ' \
              'VALUES (?, ?, ?, ?, ?)'
     execute = db.execute
-    start = time.perf_counter()
-    for i, (task, user, ts, data) in enumerate(
-            call_rows(args.tracks, args.users), 1):
-        execute(insert, (task, 1, user, ts, json.dumps(data)))
-        if i % args.commit == 0:
-            db.commit()
-    db.commit()
-    elapsed = time.perf_counter() - start
-    result = dict(rate=args.tracks / elapsed, rss=peak_rss_mb())
-    if args.queries:
-        result['warm'] = warm_queries(
-            lambda t, u: sqlite_small(db, t, u), small_pairs(args))
+    result = per_call(
+        args, lambda task, user, ts, data: execute(
+            insert, (task, 1, user, ts, json.dumps(data))),
+        db.commit, lambda t, u: sqlite_small(db, t, u))
     db.close()
     return result
 

@@ -1,9 +1,12 @@
-"""One ZODB connection per request, writes retried on conflicts.
+"""A connection per read, a transaction per group of writes.
 
-Each request opens a connection of the database's pool with its own
-transaction manager, works in one transaction and closes it. ZODB gives
-every connection a consistent snapshot, so a request never sees another
-request's write half done: it sees all of a commit or none of it.
+A read opens a connection of the database's pool with its own
+transaction manager, works in one transaction and closes it. Writes
+that arrive together run in one transaction of one connection and
+commit together (``commits.GroupCommit``), retried on conflicts. ZODB
+gives every connection a consistent snapshot, so a request never sees
+another request's write half done: it sees all of a commit or none of
+it.
 """
 import transaction
 
