@@ -151,3 +151,13 @@ class GroupCommitTests(unittest.TestCase):
         self.assertEqual(self.stored(), {i: 1 for i in range(200)})
         self.assertEqual(self.group.units, 200)
         self.assertLessEqual(self.group.commits, 200)
+
+    def test_no_connection_fails_the_units_and_the_next_ones(self):
+        self.db.close()
+        for attempt in range(2):
+            caller = Caller(self.group, put('k', 1))
+            caller.start()
+            caller.join(30)
+            self.assertFalse(caller.is_alive())
+            self.assertIsNotNone(caller.error)
+        self.assertEqual(self.group.units, 2)

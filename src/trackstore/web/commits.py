@@ -105,16 +105,25 @@ class GroupCommit:
         with self._lock:
             group = self._queue[:self.max_group]
             del self._queue[:self.max_group]
-        self._commit(group)
-        with self._lock:
-            if self._queue:
-                self._queue[0].leads = True
-                self._queue[0].done.set()
-            else:
-                self._busy = False
+        try:
+            self._commit(group)
+        finally:
+            # Whatever happened to this group, the next one must lead.
+            with self._lock:
+                if self._queue:
+                    self._queue[0].leads = True
+                    self._queue[0].done.set()
+                else:
+                    self._busy = False
 
     def _commit(self, group):
-        writer = Writer(self.db, name=self.name)
+        try:
+            writer = Writer(self.db, name=self.name)
+        except Exception as e:
+            # No connection (the database closed, its server away for
+            # good): the group fails whole instead of waiting forever.
+            self._finish(group, error=e)
+            return
         try:
             while group:
                 group = self._try(writer, group)
